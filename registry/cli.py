@@ -1,0 +1,225 @@
+"""The ``torchtrust`` command line.
+
+Only click is imported at module level: ``torchtrust --help`` never imports torch or any plugin.
+Errors are one line on stderr with a non-zero exit code; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+KIND_CHOICES = ("attribution", "attack", "defense", "prior", "metric")  # = toolkit_core.hookspecs.KINDS
+
+
+class _Group(click.Group):
+    """Turns any exception into one readable line (unless ``--debug``)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            click.echo(f"Error: {message} (run with --debug for the traceback)", err=True)
+            ctx.exit(1)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _manager():
+    from registry import get_manager
+
+    return get_manager()
+
+
+def _json(data) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.version_option(package_name="torchtrust", prog_name="torchtrust")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """torchtrust: attribution, robustness, generative priors and generalization metrics, as plugins.
+
+    \b
+    torchtrust list --kind attribution     installed methods of one kind
+    torchtrust info gbp                     parameters, citation, kernels of a method
+    torchtrust plugins                      what is installed, loaded, failed or disabled
+    torchtrust doctor                       environment check (exit 1 if a plugin failed)
+    torchtrust new-plugin NAME --kind K     scaffold a plugin package of your own
+    torchtrust run [CONFIG.toml]            the main job: composed experiments with an HTML report
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+@cli.command("list")
+@click.option("--kind", type=click.Choice(KIND_CHOICES), help="Only methods of this kind.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects.")
+@click.argument("pattern", required=False)
+def list_cmd(kind: str | None, as_json: bool, pattern: str | None) -> None:
+    """List installed methods (optionally matching a glob PATTERN, e.g. 'lrp*')."""
+    mgr = _manager()
+    infos = [mgr.get_info(n) for n in mgr.list_methods(kind, pattern)]
+    rows = [
+        {"name": i.name, "kind": i.kind, "plugin": i.provider, "version": i.version, "summary": i.summary}
+        for i in infos
+    ]
+    if as_json:
+        _json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} method(s)" + (f" of kind {kind}" if kind else ""))
+    for col in ("name", "kind", "plugin", "version", "summary"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(*(r[c] for c in ("name", "kind", "plugin", "version", "summary")))
+    _console().print(table)
+    if mgr.failed:
+        click.echo(f"{len(mgr.failed)} plugin(s) failed to load; see `torchtrust plugins`.", err=True)
+
+
+@cli.command("info")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info_cmd(name: str, as_json: bool) -> None:
+    """Describe method NAME: summary, citation, parameters, kernels and their backends here."""
+    from toolkit_core import kernels
+
+    info = _manager().get_info(name)
+    kinfo = []
+    for k in info.kernels:
+        try:
+            kern = kernels.get(k)
+            kinfo.append({"name": k, "triton": kern.has_triton, "backend_cpu": kern.describe_backend("cpu"),
+                          "backend_cuda": kern.describe_backend("cuda")})
+        except KeyError:
+            kinfo.append({"name": k, "triton": False, "backend_cpu": "undeclared", "backend_cuda": "undeclared"})
+    data = {**info.to_dict(), "kernels": kinfo}
+    if as_json:
+        _json(data)
+        return
+    from rich.table import Table
+
+    con = _console()
+    con.print(f"[bold]{info.name}[/bold] ({info.kind}) - {info.summary}")
+    con.print(f"citation: {info.citation}")
+    con.print(f"provider: {info.provider} {info.version} (entry point '{info.plugin}')")
+    if info.parameters:
+        t = Table(title="parameters")
+        for col in ("name", "type", "default"):
+            t.add_column(col)
+        for p in info.parameters:
+            t.add_row(p.name, p.type, "(required)" if p.required else repr(p.default))
+        con.print(t)
+    else:
+        con.print("parameters: none")
+    for k in kinfo:
+        con.print(f"kernel {k['name']}: cpu -> {k['backend_cpu']}, cuda -> {k['backend_cuda']}")
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins_cmd(as_json: bool) -> None:
+    """Show every plugin distribution: version, status (loaded/failed/disabled), error, methods."""
+    records = list(_manager().plugins.values())
+    if as_json:
+        _json([r.to_dict() for r in records])
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{len(records)} plugin(s)")
+    for col in ("plugin", "distribution", "version", "status", "methods / error"):
+        t.add_column(col, overflow="fold")
+    colors = {"loaded": "green", "failed": "red", "disabled": "yellow"}
+    for r in records:
+        detail = r.error if r.status == "failed" else ", ".join(r.methods)
+        t.add_row(r.name, r.distribution, r.version, f"[{colors[r.status]}]{r.status}[/]", detail or "")
+    _console().print(t)
+
+
+@cli.command("doctor")
+def doctor_cmd() -> None:
+    """Check torch, CUDA, Triton, kernel backends and plugins. Exit code 1 if a plugin failed."""
+    import platform
+
+    import torch
+
+    from toolkit_core import kernels
+
+    con = _console()
+    con.print(f"python {platform.python_version()}, torch {torch.__version__}")
+    cuda = torch.cuda.is_available()
+    con.print(f"CUDA: {'available, ' + torch.cuda.get_device_name(0) if cuda else 'not available (CPU only)'}")
+    if kernels.triton_available():
+        import triton
+
+        con.print(f"Triton: {triton.__version__}" + ("" if cuda else " (kernels run on CUDA tensors only; "
+                                                       "TRITON_INTERPRET=1 runs them on CPU for tests)"))
+    else:
+        con.print("Triton: not installed (every kernel uses its PyTorch reference)")
+    try:
+        con.print(f"TORCHTRUST_KERNELS={kernels.requested_backend()}")
+    except ValueError as exc:
+        con.print(f"[red]{exc}[/]")
+    mgr = _manager()
+    device = "cuda" if cuda else "cpu"
+    for name, k in sorted(kernels.all_kernels().items()):
+        con.print(f"  kernel {name}: {k.describe_backend(device)} on {device}")
+    records = list(mgr.plugins.values())
+    loaded = [r for r in records if r.status == "loaded"]
+    con.print(f"plugins: {len(loaded)} loaded, {len(mgr.failed)} failed, "
+              f"{sum(r.status == 'disabled' for r in records)} disabled; {len(mgr.list_methods())} methods")
+    for r in mgr.failed:
+        con.print(f"[red]FAILED[/] {r.name} ({r.distribution} {r.version}): {r.error}")
+    if mgr.failed:
+        sys.exit(1)
+    con.print("[green]all good[/]")
+
+
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(KIND_CHOICES), required=True, help="Kind of method.")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
+              help="Folder of the new package (default ./torchtrust-NAME).")
+def new_plugin_cmd(name: str, kind: str, directory: str | None) -> None:
+    """Write a separately installable plugin package for a method NAME of kind KIND."""
+    from .scaffold import write_plugin
+
+    root = write_plugin(name, kind, directory)
+    click.echo(f"wrote plugin '{name}' ({kind}) to {root}")
+    click.echo(f"next: pip install -e {root} && pytest {root}/tests")
+
+
+@cli.command("run")
+@click.argument("config", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "out_dir", default="torchtrust-report", show_default=True, help="Report folder.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--quick", is_flag=True, help="A smaller, faster version of the experiment.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def run_cmd(config: str | None, out_dir: str, device: str, quick: bool, seed: int) -> None:
+    """Run an experiment from CONFIG (TOML), or the embedded default one, and write a report."""
+    from toolkit_core.experiment import run_from_cli
+
+    run_from_cli(config, out_dir=out_dir, device=device, quick=quick, seed=seed)
+
+
+def main() -> None:
+    cli(prog_name="torchtrust")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,49 @@
+"""Shared machinery of attacks: input validation and the guarded call every attack goes through."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .modelstate import preserved
+
+
+def check_attack_inputs(x: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x``: float tensor (B, ...) in [0, 1]; ``y``: (B,) integer class indices."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point torch.Tensor, got {getattr(x, 'dtype', type(x).__name__)}")
+    if x.dim() < 2 or x.shape[0] == 0:
+        raise ValueError(f"x must be a non-empty batch of shape (B, ...), got {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError("x contains NaN or inf values")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 or hi > 1:
+        raise ValueError(
+            f"attack inputs must lie in [0, 1] (normalization belongs inside the model), got values in "
+            f"[{lo:.4g}, {hi:.4g}]"
+        )
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"y must be a tensor of class indices, got {type(y).__name__}")
+    if y.is_floating_point() or y.dtype == torch.bool:
+        raise TypeError(f"y must hold integer class indices, got dtype {y.dtype}")
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"y must have shape ({x.shape[0]},) to match x, got {tuple(y.shape)}")
+    if (y < 0).any():
+        raise ValueError("y holds negative class indices")
+    return x, y.to(x.device).long()
+
+
+def check_classes(logits: torch.Tensor, y: torch.Tensor) -> None:
+    """Raise if a label is not a valid class of ``logits`` (call after the attack's first forward)."""
+    if int(y.max()) >= logits.shape[1]:
+        raise ValueError(f"y holds class {int(y.max())} but the model has {logits.shape[1]} classes")
+
+
+def run_attack(attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Validate, run ``attack.perturb`` in eval mode with frozen parameters, restore the model."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    x, y = check_attack_inputs(x, y)
+    with preserved(model, mode=False, freeze=True):
+        x_adv = attack.perturb(model, x.detach(), y)
+    return x_adv.detach()

@@ -1,0 +1,193 @@
+"""The hook specifications: the one contract between torchtrust and its plugins.
+
+A plugin is a module named by an entry point in the group ``torchtrust.plugins``. It implements one or
+more of the hooks below with ``@hookimpl``. Each hook receives a ``register`` callback; calling
+``register(MethodClass)`` adds a method of that hook's kind to the catalog. The registry records
+which distribution (and version) provided each method, validates the class, and isolates failures:
+if any hook of a plugin raises, or registers something invalid, none of that plugin's methods are
+kept and the plugin is reported as ``failed`` by ``torchtrust plugins`` and ``torchtrust doctor``.
+
+Contract common to every hook:
+
+* ``register`` takes a class, not an instance. The class must subclass the base class of the hook's
+  kind (see :mod:`toolkit_core.methods`) and define ``name`` (lowercase, ``[a-z][a-z0-9_]*``, unique
+  across all installed plugins), ``summary`` (one line) and ``citation`` (arXiv id, DOI or URL).
+* Parameters are the keyword arguments of ``__init__``, with type hints and defaults; they are
+  introspected into :class:`toolkit_core.methods.MethodInfo` and validated when a user creates the
+  method with :func:`toolkit_core.create`.
+* A hook must be cheap and free of side effects: it runs whenever the catalog is built (``torchtrust
+  list`` runs every hook). Do heavy work (compiling kernels, loading data) lazily inside the method.
+* Return value is ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pluggy
+
+PROJECT = "torchtrust"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+Register = Callable[[type], None]
+
+
+@hookspec
+def torchtrust_register_attribution_rules(register: Register) -> None:
+    """Register attribution methods (kind ``attribution``).
+
+    Classes subclass :class:`toolkit_core.methods.AttributionMethod` and implement
+    ``attribute(model, x, target) -> Tensor`` returning a map of the same shape as ``x``, leaving
+    the model exactly as it was (weights, ``requires_grad`` flags, train/eval mode, hooks), also when
+    they raise.
+
+    Example::
+
+        from toolkit_core import hookimpl
+        from toolkit_core.methods import AttributionMethod
+
+        class Saliency(AttributionMethod):
+            name = "saliency"
+            summary = "Absolute input gradient of the target logit."
+            citation = "arXiv:1312.6034"
+
+            def attribute(self, model, x, target):
+                x = x.detach().requires_grad_(True)
+                logit = model(x).gather(1, target[:, None]).sum()
+                return torch.autograd.grad(logit, x)[0].abs()
+
+        @hookimpl
+        def torchtrust_register_attribution_rules(register):
+            register(Saliency)
+    """
+
+
+@hookspec
+def torchtrust_register_attacks(register: Register) -> None:
+    """Register adversarial attacks (kind ``attack``).
+
+    Classes subclass :class:`toolkit_core.methods.Attack` and implement
+    ``perturb(model, x, y) -> x_adv``: ``x`` in ``[0, 1]``, ``y`` class indices, the result the same
+    shape as ``x``, inside ``[0, 1]`` and inside the attack's threat model. The base class validates
+    inputs, puts the model in eval mode, freezes its parameters and restores both afterwards; calling
+    the object (``attack(model, x, y)``) runs all of that.
+
+    Example::
+
+        class Noise(Attack):
+            name = "uniform_noise"
+            summary = "Uniform noise in the L-inf ball (a sanity baseline)."
+            citation = "arXiv:1706.06083"
+
+            def __init__(self, eps: float = 8 / 255):
+                self.eps = eps
+
+            def perturb(self, model, x, y):
+                return (x + torch.empty_like(x).uniform_(-self.eps, self.eps)).clamp(0, 1)
+
+        @hookimpl
+        def torchtrust_register_attacks(register):
+            register(Noise)
+    """
+
+
+@hookspec
+def torchtrust_register_defenses(register: Register) -> None:
+    """Register adversarial-training defenses (kind ``defense``).
+
+    Classes subclass :class:`toolkit_core.methods.Defense` and implement
+    ``loss(model, x, y) -> (loss, logs)``: the scalar training loss for one batch and a dict of
+    floats to show in the progress bar. :func:`toolkit_core.fit` calls it once per batch with the
+    model in train mode. A defense that crafts adversarial examples takes an ``attack`` parameter
+    (an :class:`~toolkit_core.methods.Attack` object) and must generate them with the model in eval
+    mode.
+
+    Example::
+
+        class Plain(Defense):
+            name = "plain"
+            summary = "Cross-entropy on clean inputs."
+            citation = "doi:10.1038/nature14539"
+
+            def loss(self, model, x, y):
+                loss = F.cross_entropy(model(x), y)
+                return loss, {"ce": loss.item()}
+
+        @hookimpl
+        def torchtrust_register_defenses(register):
+            register(Plain)
+    """
+
+
+@hookspec
+def torchtrust_register_priors(register: Register) -> None:
+    """Register generative priors (kind ``prior``).
+
+    Classes subclass :class:`toolkit_core.methods.Prior` and implement ``fit(X) -> self`` (``X`` a
+    tensor of shape ``(N, ...)`` or a DataLoader), ``sample(n) -> Tensor`` of shape ``(n, dim)``, the
+    attribute ``codes`` (``(N, dim)``: the code of every training point, for pairing) and ``dim``.
+
+    Example::
+
+        class Uniform(Prior):
+            name = "uniform"
+            summary = "z ~ U[-1, 1]^d."
+            citation = "arXiv:1406.2661"
+
+            def __init__(self, dim: int = 2):
+                self.dim = dim
+
+            def fit(self, X):
+                self.codes = torch.rand(len(X), self.dim) * 2 - 1
+                return self
+
+            def sample(self, n):
+                return torch.rand(n, self.dim) * 2 - 1
+
+        @hookimpl
+        def torchtrust_register_priors(register):
+            register(Uniform)
+    """
+
+
+@hookspec
+def torchtrust_register_metrics(register: Register) -> None:
+    """Register generalization metrics (kind ``metric``).
+
+    Classes subclass :class:`toolkit_core.methods.Metric` and implement
+    ``compute(model, data) -> dict[str, float]`` where ``data`` is a DataLoader (or a tuple
+    ``(x, y)`` of tensors); the metric streams over it, leaves the model unchanged, and declares in
+    the class attribute ``higher_is_better`` (``{key: bool}``) which direction is better for each key.
+
+    Example::
+
+        class Accuracy(Metric):
+            name = "accuracy"
+            summary = "Top-1 accuracy."
+            citation = "doi:10.1109/5.726791"
+            higher_is_better = {"accuracy": True}
+
+            def compute(self, model, data):
+                correct = total = 0
+                for x, y in iterate_batches(data):
+                    correct += (model(x).argmax(1) == y).sum().item()
+                    total += len(y)
+                return {"accuracy": correct / total}
+
+        @hookimpl
+        def torchtrust_register_metrics(register):
+            register(Accuracy)
+    """
+
+
+#: Kind name -> hook name. The order is the order kinds are shown in.
+KIND_HOOKS: dict[str, str] = {
+    "attribution": "torchtrust_register_attribution_rules",
+    "attack": "torchtrust_register_attacks",
+    "defense": "torchtrust_register_defenses",
+    "prior": "torchtrust_register_priors",
+    "metric": "torchtrust_register_metrics",
+}
+KINDS: tuple[str, ...] = tuple(KIND_HOOKS)

@@ -1,0 +1,355 @@
+"""What a method is: :class:`MethodInfo` and one base class per kind.
+
+A method is a class. Its identity is in class attributes (``name``, ``summary``, ``citation``,
+``kernels``); its parameters are the keyword arguments of ``__init__``, whose type hints and defaults
+are introspected into :class:`ParameterInfo` and checked by :func:`validate_params` before the class is
+instantiated. Plugins register method classes through the hooks in :mod:`toolkit_core.hookspecs`.
+
+This module does not import torch, so that the CLI can describe methods cheaply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Literal, Union
+
+from .errors import ParameterError, PluginRegistrationError
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+_MISSING = inspect.Parameter.empty
+
+
+@dataclasses.dataclass(frozen=True)
+class ParameterInfo:
+    """One constructor parameter of a method."""
+
+    name: str
+    type: str  # readable rendering of the type hint, e.g. "float" or "Literal['linf', 'l2']"
+    default: Any = None
+    required: bool = False
+    annotation: Any = dataclasses.field(default=None, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        default = self.default
+        if not isinstance(default, (int, float, str, bool, type(None), list, tuple, dict)):
+            default = repr(default)
+        return {"name": self.name, "type": self.type, "default": default, "required": self.required}
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodInfo:
+    """Everything the catalog knows about a method, without creating it."""
+
+    name: str
+    kind: str
+    summary: str
+    citation: str
+    parameters: tuple[ParameterInfo, ...] = ()
+    kernels: tuple[str, ...] = ()
+    provider: str = "<unregistered>"  # distribution name
+    version: str = ""  # distribution version
+    plugin: str = ""  # entry-point name
+    cls: type | None = dataclasses.field(default=None, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "summary": self.summary,
+            "citation": self.citation,
+            "parameters": [p.to_dict() for p in self.parameters],
+            "kernels": list(self.kernels),
+            "provider": self.provider,
+            "version": self.version,
+            "plugin": self.plugin,
+        }
+
+    def parameter(self, name: str) -> ParameterInfo:
+        for p in self.parameters:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+# --------------------------------------------------------------------------- introspection
+
+
+def _type_name(hint: Any) -> str:
+    if hint is _MISSING or hint is Any:
+        return "any"
+    if isinstance(hint, str):
+        return hint
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return "Literal[" + ", ".join(repr(a) for a in typing.get_args(hint)) + "]"
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(hint))
+    if origin is not None:
+        args = typing.get_args(hint)
+        base = getattr(origin, "__name__", str(origin))
+        return f"{base}[{', '.join(_type_name(a) for a in args)}]" if args else base
+    if hint is type(None):
+        return "None"
+    return getattr(hint, "__name__", str(hint))
+
+
+def introspect_parameters(cls: type) -> tuple[ParameterInfo, ...]:
+    """Read the keyword parameters of ``cls.__init__`` with their type hints and defaults."""
+    init = cls.__init__
+    if init is object.__init__:
+        return ()
+    try:
+        hints = typing.get_type_hints(init)
+    except Exception:  # unresolved forward references: keep the raw annotations
+        hints = dict(getattr(init, "__annotations__", {}))
+    params = []
+    for p in list(inspect.signature(init).parameters.values())[1:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        hint = hints.get(p.name, _MISSING)
+        params.append(
+            ParameterInfo(
+                name=p.name,
+                type=_type_name(hint),
+                default=None if p.default is _MISSING else p.default,
+                required=p.default is _MISSING,
+                annotation=hint,
+            )
+        )
+    return tuple(params)
+
+
+def describe(cls: type, provider: str = "<unregistered>", version: str = "", plugin: str = "") -> MethodInfo:
+    """Build the :class:`MethodInfo` of a method class, checking that the class is well formed."""
+    if not isinstance(cls, type) or not issubclass(cls, Method):
+        raise PluginRegistrationError(
+            f"register() expects a subclass of toolkit_core.methods.Method, got {cls!r}"
+        )
+    kind = getattr(cls, "kind", None)
+    if kind not in BASES:
+        raise PluginRegistrationError(
+            f"{cls.__qualname__} must subclass one of the kind base classes "
+            f"({', '.join(b.__name__ for b in BASES.values())})"
+        )
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise PluginRegistrationError(
+            f"{cls.__qualname__}.name must be a lowercase identifier like 'my_method', got {name!r}"
+        )
+    for attr in ("summary", "citation"):
+        if not isinstance(getattr(cls, attr, None), str) or not getattr(cls, attr).strip():
+            raise PluginRegistrationError(f"{cls.__qualname__}.{attr} must be a non-empty string")
+    return MethodInfo(
+        name=name,
+        kind=kind,
+        summary=cls.summary.strip().splitlines()[0],
+        citation=cls.citation,
+        parameters=introspect_parameters(cls),
+        kernels=tuple(getattr(cls, "kernels", ())),
+        provider=provider,
+        version=version,
+        plugin=plugin,
+        cls=cls,
+    )
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    if hint is _MISSING or hint is Any or isinstance(hint, (str, typing.TypeVar)):
+        return True
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return value in typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(_matches(value, a) for a in typing.get_args(hint))
+    if hint is type(None) or hint is None:
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin in (tuple, list, Sequence, typing.Sequence):
+        if not isinstance(value, (tuple, list)):
+            return False
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        return len(args) != 1 or all(_matches(v, args[0]) for v in value)
+    if origin in (dict, Mapping, typing.Mapping):
+        return isinstance(value, Mapping)
+    if origin in (Callable, typing.Callable) or hint is Callable:
+        return callable(value)
+    if origin is not None:
+        return isinstance(value, origin) if isinstance(origin, type) else True
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def _describe_params(info: MethodInfo) -> str:
+    if not info.parameters:
+        return "it takes no parameters"
+    parts = []
+    for p in info.parameters:
+        parts.append(f"{p.name}: {p.type}" + (" (required)" if p.required else f" = {p.default!r}"))
+    return "valid parameters: " + ", ".join(parts)
+
+
+def validate_params(info: MethodInfo, params: Mapping[str, Any]) -> None:
+    """Raise :class:`ParameterError` for an unknown, missing or ill-typed parameter."""
+    known = {p.name: p for p in info.parameters}
+    for key in params:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ParameterError(
+                f"{info.name} got an unknown parameter '{key}'{hint}; {_describe_params(info)}"
+            )
+    for p in info.parameters:
+        if p.required and p.name not in params:
+            raise ParameterError(f"{info.name} needs the parameter '{p.name}'; {_describe_params(info)}")
+        if p.name in params and not _matches(params[p.name], p.annotation):
+            raise ParameterError(
+                f"{info.name}: parameter '{p.name}' must be {p.type}, got {params[p.name]!r} "
+                f"({type(params[p.name]).__name__}); {_describe_params(info)}"
+            )
+
+
+# --------------------------------------------------------------------------- base classes
+
+
+class Method:
+    """Base of every method. Subclass one of the kind classes below, never this one directly."""
+
+    kind: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    citation: ClassVar[str] = ""
+    kernels: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def contract_params(cls) -> dict[str, Any]:
+        """Parameters the contract checks (:mod:`toolkit_core.testing`) create the method with.
+
+        Override when a parameter is required or the defaults are too slow for a smoke test.
+        """
+        return {}
+
+    @classmethod
+    def describe(cls) -> MethodInfo:
+        """The class's :class:`MethodInfo` (provider unknown unless made through the registry)."""
+        return describe(cls)
+
+    @property
+    def info(self) -> MethodInfo:
+        return self.__dict__.get("_info") or type(self).describe()
+
+    def __repr__(self) -> str:
+        args = []
+        for p in self.info.parameters:
+            value = getattr(self, p.name, p.default)
+            if p.required or value is not p.default:
+                args.append(f"{p.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(args)})"
+
+
+class AttributionMethod(Method):
+    """An attribution method: ``attribute(model, x, target) -> Tensor`` of ``x``'s shape.
+
+    Call the object (``method(model, x, target=None)``): the call validates ``x`` (a float tensor
+    with a batch dimension, finite) and guarantees the model comes back unchanged. ``attribute``
+    receives ``target`` as given (int, list, tensor, or ``None`` for the predicted class) and turns
+    it into a ``(B,)`` long tensor with :func:`toolkit_core.attribution.resolve_target` after its
+    forward pass.
+    """
+
+    kind: ClassVar[str] = "attribution"
+
+    def attribute(self, model, x, target):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, model, x, target=None):
+        from .attribution import run_attribution
+
+        return run_attribution(self, model, x, target)
+
+
+class Attack(Method):
+    """An adversarial attack: ``perturb(model, x, y) -> x_adv`` with ``x`` in ``[0, 1]``.
+
+    Call the object (``attack(model, x, y)``): the call validates the inputs, runs ``perturb`` with
+    the model in eval mode and its parameters frozen, and restores mode and flags afterwards.
+    """
+
+    kind: ClassVar[str] = "attack"
+
+    def perturb(self, model, x, y):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, model, x, y):
+        from .attacks import run_attack
+
+        return run_attack(self, model, x, y)
+
+
+class Defense(Method):
+    """A training objective: ``loss(model, x, y) -> (loss, logs)`` for one batch.
+
+    ``fit`` calls ``start_epoch(epoch, epochs)`` before each epoch (for schedules) and ``loss``
+    for every batch with the model in train mode.
+    """
+
+    kind: ClassVar[str] = "defense"
+
+    def loss(self, model, x, y):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Hook for schedules; ``epoch`` counts from 0."""
+
+
+class Prior(Method):
+    """A generative prior: ``fit(X)``, ``sample(n) -> (n, dim)``, ``codes`` and ``dim``."""
+
+    kind: ClassVar[str] = "prior"
+    dim: int
+    codes: Any = None
+
+    def fit(self, X):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def sample(self, n: int):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Metric(Method):
+    """A model metric: ``compute(model, data) -> dict[str, float]``.
+
+    ``higher_is_better`` maps every key that ``compute`` returns to the better direction.
+    """
+
+    kind: ClassVar[str] = "metric"
+    higher_is_better: ClassVar[dict[str, bool]] = {}
+
+    def compute(self, model, data) -> dict[str, float]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, model, data) -> dict[str, float]:
+        return self.compute(model, data)
+
+
+BASES: dict[str, type[Method]] = {
+    "attribution": AttributionMethod,
+    "attack": Attack,
+    "defense": Defense,
+    "prior": Prior,
+    "metric": Metric,
+}
