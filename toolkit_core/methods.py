@@ -96,6 +96,8 @@ def _type_name(hint: Any) -> str:
         return f"{base}[{', '.join(_type_name(a) for a in args)}]" if args else base
     if hint is type(None):
         return "None"
+    if hint is Ellipsis:
+        return "..."
     return getattr(hint, "__name__", str(hint))
 
 

@@ -1,0 +1,36 @@
+"""Every method in the catalog can be created by name and meets the contract of its kind.
+
+Parametrized over ``list_methods()``, so every plugin installed later is covered automatically.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import toolkit_core
+from toolkit_core.methods import BASES
+from toolkit_core.testing import check_method
+
+ALL = toolkit_core.list_methods()
+
+
+def test_the_catalog_is_not_empty():
+    assert {"gradient", "input_x_gradient"} <= set(ALL)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_contract(name):
+    method = check_method(name)
+    info = toolkit_core.get_info(name)
+    assert isinstance(method, BASES[info.kind])
+    assert info.provider.startswith("torchtrust-"), f"{name} must come from its own plugin distribution"
+    assert repr(method).startswith(type(method).__name__)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_info_round_trips_to_json(name):
+    import json
+
+    data = json.loads(json.dumps(toolkit_core.get_info(name).to_dict()))
+    assert data["name"] == name and data["kind"] in BASES
+    assert all({"name", "type", "default", "required"} == set(p) for p in data["parameters"])
