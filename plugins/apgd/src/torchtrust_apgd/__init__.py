@@ -1,0 +1,17 @@
+"""torchtrust plugin: auto-PGD (Croce & Hein 2020, arXiv:2003.01690).
+
+* ``apgd``: APGD-CE (default) or APGD-DLR, L-inf or L2: PGD with momentum 0.75 and the step-size
+  schedule of the paper (halve the step at checkpoints where the loss stopped increasing, restart from
+  the best point), keeping per sample the strongest point seen.
+"""
+
+from toolkit_core import hookimpl
+
+from .methods import APGD
+
+__all__ = ["APGD"]
+
+
+@hookimpl
+def torchtrust_register_attacks(register):
+    register(APGD)

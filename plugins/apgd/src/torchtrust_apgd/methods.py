@@ -1,0 +1,203 @@
+"""Auto-PGD (Croce & Hein 2020, arXiv:2003.01690): APGD-CE and APGD-DLR, L-inf and L2."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from toolkit_core.attacks import check_classes
+from toolkit_core.methods import Attack
+
+TINY = 1e-12
+
+
+def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Difference of logits ratio, per sample: ``-(z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3)``."""
+    if logits.shape[1] < 3:
+        raise ValueError(f"apgd: loss='dlr' needs at least 3 classes, the model has {logits.shape[1]}; use loss='ce'")
+    z_sorted, order = logits.sort(dim=1)
+    z_y = logits.gather(1, y[:, None])[:, 0]
+    top_is_y = order[:, -1] == y
+    z_other = torch.where(top_is_y, z_sorted[:, -2], z_sorted[:, -1])
+    return -(z_y - z_other) / (z_sorted[:, -1] - z_sorted[:, -3] + TINY)
+
+
+def _random_start(x: torch.Tensor, eps: float, norm: str, generator) -> torch.Tensor:
+    if norm == "linf":
+        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return (x + (2 * u - 1) * eps).clamp_(0.0, 1.0)
+    b, d = x.shape[0], x[0].numel()
+    z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype).reshape(b, -1)
+    r = torch.rand(b, 1, generator=generator, device=x.device, dtype=x.dtype).pow_(1.0 / d)
+    z.mul_(r * eps / z.norm(dim=1, keepdim=True).clamp_min(TINY))
+    return (x + z.reshape(x.shape)).clamp_(0.0, 1.0)
+
+
+class APGD(Attack):
+    """Auto-PGD: PGD with momentum and an automatic step-size schedule (Croce & Hein, ICML 2020).
+
+    With ``N = steps`` iterations, checkpoints ``w_j = ceil(p_j N)`` with ``p_0 = 0``, ``p_1 = 0.22``,
+    ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``. Starting from a random point of the ball
+    with step ``eta = 2 eps``::
+
+        z       = P(x_k + eta * s(grad f(x_k)))                     s = sign (L-inf) or g/||g||_2 (L2)
+        x_{k+1} = P(x_k + a (z - x_k) + (1 - a)(x_k - x_{k-1}))     a = momentum (1 at the first step)
+
+    where ``P`` projects onto ``B(x0, eps)`` and clips to [0, 1], and ``f`` is the cross-entropy
+    (``loss="ce"``, APGD-CE) or the DLR loss (``loss="dlr"``). At each checkpoint ``w_j``, per sample,
+    the step size is halved and the iterate reset to the best point so far if (1) the loss increased
+    in at most ``rho * (w_j - w_{j-1})`` of the steps since ``w_{j-1}`` (the AutoAttack reference
+    code's ``<=``; the paper writes ``<``), or (2) the step size was not reduced at ``w_{j-1}`` and the
+    best loss has not improved since. Per sample the strongest point seen in any iteration of any
+    restart is returned: a misclassified point beats a correct one, then the higher loss wins.
+    """
+
+    name = "apgd"
+    summary = "Auto-PGD (APGD-CE/DLR): momentum PGD with the checkpointed step-size schedule of AutoAttack."
+    citation = "arXiv:2003.01690"
+
+    def __init__(
+        self,
+        eps: float = 8 / 255,
+        steps: int = 100,
+        norm: Literal["linf", "l2"] = "linf",
+        loss: Literal["ce", "dlr"] = "ce",
+        restarts: int = 1,
+        rho: float = 0.75,
+        momentum: float = 0.75,
+        seed: int | None = None,
+    ):
+        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not math.isfinite(eps) or eps < 0:
+            raise ValueError(f"apgd: eps must be a finite number >= 0 (the radius of the threat ball), got {eps!r}")
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise ValueError(f"apgd: steps must be an integer >= 1, got {steps!r}")
+        if not isinstance(restarts, int) or isinstance(restarts, bool) or restarts < 1:
+            raise ValueError(f"apgd: restarts must be an integer >= 1, got {restarts!r}")
+        if norm not in ("linf", "l2"):
+            raise ValueError(f"apgd: norm must be 'linf' or 'l2', got {norm!r}")
+        if loss not in ("ce", "dlr"):
+            raise ValueError(f"apgd: loss must be 'ce' or 'dlr', got {loss!r}")
+        if not 0 < rho <= 1:
+            raise ValueError(f"apgd: rho must lie in (0, 1], got {rho!r}")
+        if not 0 < momentum <= 1:
+            raise ValueError(f"apgd: momentum must lie in (0, 1] (1 = no momentum), got {momentum!r}")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise ValueError(f"apgd: seed must be an integer or None, got {seed!r}")
+        self.eps = float(eps)
+        self.steps = steps
+        self.norm = norm
+        self.loss = loss
+        self.restarts = restarts
+        self.rho = float(rho)
+        self.momentum = float(momentum)
+        self.seed = seed
+
+    @classmethod
+    def contract_params(cls) -> dict:
+        return {"steps": 5, "seed": 0}
+
+    @staticmethod
+    def checkpoints(steps: int) -> list[int]:
+        """Iterations after which the step size is checked: ``w_j = ceil(p_j * steps)``, ``j >= 1``.
+
+        Same as the reference code's window lengths ``0.22N, then -0.03N each, at least 0.06N``.
+        """
+        k, k_min, decr = max(int(0.22 * steps), 1), max(int(0.06 * steps), 1), max(int(0.03 * steps), 1)
+        out, w = [], 0
+        while w + k <= steps:
+            w += k
+            out.append(w)
+            k = max(k - decr, k_min)
+        return out
+
+    # ------------------------------------------------------------------ helpers
+
+    def _loss_grad(self, model, x, y, check: bool):
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = model(x)
+            if check:
+                check_classes(logits, y)
+            per_sample = F.cross_entropy(logits, y, reduction="none") if self.loss == "ce" else dlr_loss(logits, y)
+            (grad,) = torch.autograd.grad(per_sample.sum(), x)
+        return per_sample.detach(), grad, logits.detach()
+
+    def _project(self, v: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        if self.norm == "linf":
+            return torch.minimum(torch.maximum(v, x0 - self.eps), x0 + self.eps).clamp_(0.0, 1.0)
+        b = v.shape[0]
+        d = (v - x0).reshape(b, -1)
+        scale = torch.clamp(self.eps / (d.norm(dim=1, keepdim=True) + TINY), max=1.0)
+        return (x0 + (d * scale).reshape(v.shape)).clamp_(0.0, 1.0)
+
+    def _direction(self, grad: torch.Tensor) -> torch.Tensor:
+        if self.norm == "linf":
+            return grad.sign()
+        b = grad.shape[0]
+        n = grad.reshape(b, -1).norm(dim=1).add_(TINY).reshape((b,) + (1,) * (grad.dim() - 1))
+        return grad / n
+
+    # ------------------------------------------------------------------ one run
+
+    def _run(self, model, x0, y, generator, check: bool):
+        b = x0.shape[0]
+        view = (b,) + (1,) * (x0.dim() - 1)
+        checkpoints = set(self.checkpoints(self.steps))
+        x = _random_start(x0, self.eps, self.norm, generator)
+        loss, grad, logits = self._loss_grad(model, x, y, check)
+        wrong = logits.argmax(1) != y
+        ever_wrong, x_adv, loss_adv = wrong.clone(), x.clone(), loss.clone()  # strongest misclassified point
+        x_best, loss_best, grad_best = x.clone(), loss.clone(), grad.clone()  # highest-loss point
+        eta = torch.full(view, 2.0 * self.eps, dtype=x0.dtype, device=x0.device)
+        x_prev = x.clone()
+        loss_prev = loss
+        increases = torch.zeros(b, device=x0.device)
+        loss_best_last = loss_best.clone()
+        reduced_last = torch.ones(b, dtype=torch.bool, device=x0.device)
+        last_w = 0
+        for i in range(self.steps):
+            with torch.no_grad():
+                a = self.momentum if i > 0 else 1.0
+                z = self._project(x + eta * self._direction(grad), x0)
+                x_new = self._project(x + a * (z - x) + (1 - a) * (x - x_prev), x0)
+                x_prev, x = x, x_new
+            loss, grad, logits = self._loss_grad(model, x, y, False)
+            with torch.no_grad():
+                wrong = logits.argmax(1) != y
+                stronger = wrong & (~ever_wrong | (loss > loss_adv))
+                x_adv = torch.where(stronger.view(view), x, x_adv)
+                loss_adv = torch.where(stronger, loss, loss_adv)
+                ever_wrong |= wrong
+                increases += (loss > loss_prev).to(increases.dtype)
+                loss_prev = loss
+                improved = loss > loss_best
+                x_best = torch.where(improved.view(view), x, x_best)
+                grad_best = torch.where(improved.view(view), grad, grad_best)
+                loss_best = torch.where(improved, loss, loss_best)
+                if i + 1 in checkpoints:
+                    window = i + 1 - last_w
+                    oscillating = increases <= window * self.rho
+                    stalled = ~reduced_last & (loss_best_last >= loss_best)
+                    reduce = oscillating | stalled
+                    eta = torch.where(reduce.view(view), eta / 2, eta)
+                    x = torch.where(reduce.view(view), x_best, x)
+                    grad = torch.where(reduce.view(view), grad_best, grad)
+                    reduced_last, loss_best_last = reduce, loss_best.clone()
+                    increases.zero_()
+                    last_w = i + 1
+        out = torch.where(ever_wrong.view(view), x_adv, x_best)
+        return out, torch.where(ever_wrong, loss_adv, loss_best), ever_wrong
+
+    def perturb(self, model, x, y):
+        generator = None if self.seed is None else torch.Generator(device=x.device).manual_seed(self.seed)
+        best, best_loss, best_wrong = self._run(model, x, y, generator, check=True)
+        for _ in range(self.restarts - 1):
+            cand, loss, wrong = self._run(model, x, y, generator, check=False)
+            take = (wrong & ~best_wrong) | ((wrong == best_wrong) & (loss > best_loss))
+            best = torch.where(take.view((-1,) + (1,) * (x.dim() - 1)), cand, best)
+            best_loss = torch.where(take, loss, best_loss)
+            best_wrong |= wrong
+        return best
