@@ -25,8 +25,11 @@ class _Group(click.Group):
         except Exception as exc:  # noqa: BLE001
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            click.echo(f"Error: {message} (run with --debug for the traceback)", err=True)
+            text = str(exc).strip() or type(exc).__name__
+            if getattr(exc, "problems", None):  # a config error lists every problem, one per line
+                click.echo(f"Error: {text}", err=True)
+            else:
+                click.echo(f"Error: {text.splitlines()[0]} (run with --debug for the traceback)", err=True)
             ctx.exit(1)
 
 

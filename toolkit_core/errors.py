@@ -20,6 +20,8 @@ class UnknownMethodError(TorchtrustError, KeyError):
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         if close:
             msg += f"; did you mean {' or '.join(repr(c) for c in close)}?"
+        else:
+            msg += "."
         msg += " Run `torchtrust list` to see the installed methods."
         self.name, self.suggestions = name, close
         super().__init__(msg)

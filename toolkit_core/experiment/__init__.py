@@ -1,0 +1,83 @@
+"""Composed experiments: a config (TOML or Python) naming methods by their registered names.
+
+    from toolkit_core import Experiment
+    exp = Experiment.from_toml("my.toml")        # or Experiment.default(quick=True)
+    results = exp.run(out="report")              # writes report/index.html and report/results.json
+    results["robustness"]["table"]
+
+From the command line: ``torchtrust run [CONFIG.toml] [--out DIR] [--quick]``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, ExperimentConfig, MethodSpec, build_config, load_config
+from .runner import Results, run_stages, save_json
+
+__all__ = ["ConfigError", "Experiment", "ExperimentConfig", "MethodSpec", "Results", "run_from_cli"]
+
+
+def _stage_functions():
+    from . import stages
+
+    fns = {"train": stages.stage_train, "robustness": stages.stage_robustness, "metrics": stages.stage_metrics}
+    for name in ("attribution", "generative"):
+        fn = getattr(stages, f"stage_{name}", None)
+        if fn is not None:
+            fns[name] = fn
+    return fns
+
+
+class Experiment:
+    """An experiment: validated config + :meth:`run`."""
+
+    def __init__(self, config: ExperimentConfig):
+        self.config = config
+
+    @classmethod
+    def from_toml(cls, path: str | Path, *, quick: bool = False, device: str | None = None,
+                  seed: int | None = None) -> Experiment:
+        """Read and validate a TOML file; every problem is raised at once in a :class:`ConfigError`."""
+        return cls(load_config(path, quick=quick, device=device, seed=seed))
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any], *, quick: bool = False) -> Experiment:
+        """Build from a dict with the TOML's structure (``{"attacks": [{"name": "pgd", "eps": 0.3}], ...}``)."""
+        return cls(build_config(config, quick=quick))
+
+    @classmethod
+    def default(cls, *, quick: bool = False, device: str | None = None, seed: int | None = None) -> Experiment:
+        """The embedded default experiment: every installed method, by kind, on bundled data."""
+        return cls(load_config(None, quick=quick, device=device, seed=seed))
+
+    def run(self, out: str | Path = "torchtrust-report", progress: bool = True) -> Results:
+        """Run every stage (reusing finished ones in ``out``), write the report; return the results."""
+        from .report import write_report
+
+        out = Path(out)
+        fns = _stage_functions()
+        missing = [s for s in self.config.stages if s not in fns]
+        if missing:
+            raise RuntimeError(f"stages {missing} are not available in this installation")
+        results = run_stages(self.config, out, fns, show_progress=progress)
+        save_json(results.to_dict(), out / "results.json")
+        write_report(results, out)
+        return results
+
+
+def run_from_cli(config: str | None, *, out_dir: str, device: str, quick: bool, seed: int) -> Results:
+    import click
+
+    exp = Experiment.from_toml(config, quick=quick, device=device, seed=seed) if config else \
+        Experiment.default(quick=quick, device=device, seed=seed)
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeError("--device cuda was given but CUDA is not available here; use --device cpu")
+    results = exp.run(out_dir)
+    click.echo(str(results))
+    click.echo(f"report written to {Path(out_dir).resolve() / 'index.html'}")
+    return results

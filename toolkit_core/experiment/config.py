@@ -1,0 +1,347 @@
+"""Experiment configuration: TOML in, validated plain data out, every error reported at once.
+
+A config names methods by their registered names, with parameters as keys of the same table::
+
+    seed = 0
+
+    [data]                  # embedded data; nothing is downloaded
+    size = 16               # digits upsampled to size x size
+    train_size = 600        # optional subset of the training split
+
+    [train]
+    epochs = 4
+    lr = 0.002
+
+    [[defenses]]            # each trained model; "plain" (cross-entropy) is always trained too
+    name = "aalp"
+    attack = { name = "pgd", eps = 0.3, alpha = 0.05, steps = 5 }
+
+    [[attacks]]             # evaluation attacks
+    name = "pgd"
+    eps = 0.3
+    steps = 20
+
+    [[attribution]]
+    name = "lrp"
+    composite = "epsilon_plus_flat"
+
+    [analysis]
+    randomization = true
+
+    [[priors]]
+    name = "mmc"
+
+    [generative]
+    mixtures = ["ring", "grid"]
+    epochs = 30
+
+    [[metrics]]
+    name = "neural_collapse"
+
+A section that is left out gets its default: every installed method of that kind (so third-party
+plugins join automatically). An empty list (``attacks = []``) switches a stage off.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from ..errors import TorchtrustError
+
+#: section -> method kind
+METHOD_SECTIONS = {"defenses": "defense", "attacks": "attack", "attribution": "attribution",
+                   "priors": "prior", "metrics": "metric"}
+SETTINGS_SECTIONS = ("data", "model", "train", "analysis", "generative")
+TOP_KEYS = ("seed", "device", "stages")
+STAGES = ("train", "robustness", "attribution", "generative", "metrics")
+
+#: Settings and their defaults (full, quick). Types are checked against the full default.
+SETTINGS: dict[str, dict[str, tuple[Any, Any]]] = {
+    "data": {"size": (16, 16), "train_size": (0, 500), "test_size": (0, 200), "batch_size": (64, 64)},
+    "model": {"width": (16, 8), "hidden": (64, 32)},
+    "train": {"epochs": (6, 2), "lr": (0.002, 0.003), "optimizer": ("adam", "adam"),
+              "attack_eps": (0.3, 0.3), "attack_alpha": (0.075, 0.1), "attack_steps": (5, 3)},
+    "analysis": {"randomization": (True, True), "photos": (True, True), "photo_size": (224, 64),
+                 "vgg": (True, False), "samples": (8, 4), "sufficiency": (True, True)},
+    "generative": {"mixtures": (["ring", "grid"], ["ring", "grid"]), "epochs": (400, 60),
+                   "samples": (2500, 2500), "seeds": (1, 1), "train_points": (2000, 512)},
+}
+#: Evaluation-attack defaults applied when an attack's table leaves them out (digits: eps 0.3).
+ATTACK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "fgsm": {"eps": 0.3},
+    "pgd": {"eps": 0.3, "alpha": 0.01, "steps": 20, "restarts": 1},
+    "apgd": {"eps": 0.3, "steps": 50},
+}
+QUICK_ATTACK_STEPS = {"pgd": 10, "apgd": 20}
+
+
+@dataclasses.dataclass
+class MethodSpec:
+    """One method named in a config: its registered name, parameters and where it was written."""
+
+    name: str
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    line: int | None = None
+    attack: MethodSpec | None = None  # for defenses: the attack used in training
+
+    @property
+    def label(self) -> str:
+        if not self.params and self.attack is None:
+            return self.name
+        short = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        return f"{self.name}({short})" if short else self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "params": self.params}
+        if self.attack is not None:
+            d["attack"] = self.attack.to_dict()
+        return d
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    seed: int = 0
+    device: str = "cpu"
+    quick: bool = False
+    stages: tuple[str, ...] = STAGES
+    settings: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    methods: dict[str, list[MethodSpec]] = dataclasses.field(default_factory=dict)
+    source: str = "<default>"
+
+    def get(self, section: str, key: str) -> Any:
+        return self.settings[section][key]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "device": self.device, "quick": self.quick, "stages": list(self.stages),
+                "settings": self.settings,
+                "methods": {k: [m.to_dict() for m in v] for k, v in self.methods.items()}}
+
+    def fingerprint(self, stage: str | None = None) -> str:
+        """A hash of what determines the results (of one stage, or of all)."""
+        d = self.to_dict()
+        if stage is not None:
+            d = {"seed": d["seed"], "device": d["device"], "settings": d["settings"], "methods": d["methods"],
+                 "stage": stage}
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class ConfigError(TorchtrustError, ValueError):
+    """Every problem found in a config, each with the line it comes from."""
+
+    def __init__(self, problems: list[tuple[int | None, str]], source: str):
+        self.problems = problems
+        lines = [f"{source}:{line}: {msg}" if line else f"{source}: {msg}" for line, msg in problems]
+        super().__init__(f"{len(problems)} problem(s) in the experiment config; nothing was run:\n" + "\n".join(lines))
+
+
+# --------------------------------------------------------------------------- locating lines
+
+
+class _Lines:
+    """Finds the line of a table, an array-of-tables entry, or a key inside either."""
+
+    _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-]+)\s*\]\]?")
+    _KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*=")
+
+    def __init__(self, text: str):
+        self.keys: dict[tuple[str, int, str], int] = {}
+        self.tables: dict[tuple[str, int], int] = {}
+        counters: dict[str, int] = {}
+        current: tuple[str, int] = ("", 0)
+        for n, raw in enumerate(text.splitlines(), start=1):
+            line = raw.split("#", 1)[0] if '"' not in raw else raw
+            m = self._HEADER.match(line)
+            if m:
+                name = m.group(2)
+                idx = counters.get(name, -1) + 1 if m.group(1) == "[[" else 0
+                counters[name] = idx
+                current = (name, idx)
+                self.tables.setdefault(current, n)
+                continue
+            k = self._KEY.match(line)
+            if k:
+                self.keys.setdefault((current[0], current[1], k.group(1)), n)
+
+    def of(self, section: str, index: int = 0, key: str | None = None) -> int | None:
+        if key is not None and (section, index, key) in self.keys:
+            return self.keys[(section, index, key)]
+        return self.tables.get((section, index)) or self.keys.get(("", 0, section))
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _installed(kind: str) -> list[str]:
+    from ..catalog import list_methods
+
+    return list_methods(kind)
+
+
+def default_methods(kind: str, quick: bool) -> list[MethodSpec]:
+    """Every installed method of ``kind``, with settings suited to the embedded digits data."""
+    names = _installed(kind)
+    specs = []
+    for name in names:
+        params: dict[str, Any] = {}
+        if kind == "attack":
+            params = dict(ATTACK_DEFAULTS.get(name, {}))
+            if quick and name in QUICK_ATTACK_STEPS:
+                params["steps"] = QUICK_ATTACK_STEPS[name]
+        specs.append(MethodSpec(name, params))
+    if kind == "defense" and not quick:
+        return specs
+    if kind == "defense":  # quick: the seed paper's defense only (and plain training)
+        return [s for s in specs if s.name == "aalp"] or specs[:1]
+    return specs
+
+
+def _settings(raw: dict[str, Any], quick: bool, lines: _Lines, problems: list) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for section, spec in SETTINGS.items():
+        given = raw.get(section, {})
+        if not isinstance(given, dict):
+            problems.append((lines.of(section), f"[{section}] must be a table"))
+            given = {}
+        values = {k: copy.deepcopy(v[1] if quick else v[0]) for k, v in spec.items()}
+        for key, value in given.items():
+            if key not in spec:
+                problems.append((lines.of(section, 0, key),
+                                 f"unknown setting {section}.{key}; valid: {', '.join(spec)}"))
+                continue
+            expected = type(spec[key][0])
+            ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
+            if isinstance(value, bool) and expected is not bool:
+                ok = False
+            if not ok:
+                problems.append((lines.of(section, 0, key),
+                                 f"{section}.{key} must be {expected.__name__}, got {value!r}"))
+                continue
+            values[key] = value
+        out[section] = values
+    return out
+
+
+def _method_spec(entry: Any, section: str, index: int, lines: _Lines, problems: list) -> MethodSpec | None:
+    where = lines.of(section, index)
+    if isinstance(entry, str):
+        entry = {"name": entry}
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        problems.append((where, f"each [[{section}]] entry needs name = \"...\" (a registered method name)"))
+        return None
+    params = {k: v for k, v in entry.items() if k not in ("name", "attack")}
+    spec = MethodSpec(entry["name"], params, where)
+    if "attack" in entry:
+        if section != "defenses":
+            problems.append((lines.of(section, index, "attack"), "only defenses take an attack table"))
+        else:
+            a = entry["attack"]
+            a = {"name": a} if isinstance(a, str) else a
+            if not isinstance(a, dict) or not isinstance(a.get("name"), str):
+                problems.append((lines.of(section, index, "attack"),
+                                 'attack must be a table like { name = "pgd", eps = 0.3 }'))
+            else:
+                spec.attack = MethodSpec(a["name"], {k: v for k, v in a.items() if k != "name"},
+                                         lines.of(section, index, "attack"))
+    return spec
+
+
+def build_config(raw: dict[str, Any], *, quick: bool = False, text: str = "", source: str = "<dict>",
+                 device: str | None = None, seed: int | None = None) -> ExperimentConfig:
+    """Validate ``raw`` (parsed TOML) against the installed methods; raise :class:`ConfigError`."""
+    lines = _Lines(text)
+    problems: list[tuple[int | None, str]] = []
+    for key in raw:
+        if key not in (*TOP_KEYS, *SETTINGS_SECTIONS, *METHOD_SECTIONS):
+            valid = ", ".join((*TOP_KEYS, *SETTINGS_SECTIONS, *METHOD_SECTIONS))
+            problems.append((lines.of(key), f"unknown section or key '{key}'; valid: {valid}"))
+    cfg = ExperimentConfig(quick=quick, source=source)
+    cfg.seed = raw.get("seed", 0) if seed is None else seed
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
+        problems.append((lines.of("seed"), f"seed must be an integer, got {cfg.seed!r}"))
+        cfg.seed = 0
+    cfg.device = device or raw.get("device", "cpu")
+    if cfg.device not in ("cpu", "cuda"):
+        problems.append((lines.of("device"), f"device must be 'cpu' or 'cuda', got {cfg.device!r}"))
+    stages = raw.get("stages", list(STAGES))
+    bad = [s for s in stages if s not in STAGES] if isinstance(stages, list) else [stages]
+    if bad:
+        problems.append((lines.of("stages"), f"unknown stage(s) {bad}; valid: {', '.join(STAGES)}"))
+    else:
+        cfg.stages = tuple(s for s in STAGES if s in stages)
+    cfg.settings = _settings(raw, quick, lines, problems)
+    for section, kind in METHOD_SECTIONS.items():
+        if section not in raw:
+            cfg.methods[section] = default_methods(kind, quick)
+            continue
+        entries = raw[section]
+        if isinstance(entries, dict):
+            entries = [entries]
+        if not isinstance(entries, list):
+            problems.append((lines.of(section), f"{section} must be a list of [[{section}]] tables"))
+            continue
+        specs = [_method_spec(e, section, i, lines, problems) for i, e in enumerate(entries)]
+        cfg.methods[section] = [s for s in specs if s is not None]
+    for section, kind in METHOD_SECTIONS.items():
+        for spec in cfg.methods.get(section, []):
+            if spec.attack is not None and not _check_method(spec.attack, "attack", problems):
+                _check_method(dataclasses.replace(spec, attack=None), kind, problems, created=False)
+            else:
+                _check_method(spec, kind, problems)
+    if problems:
+        raise ConfigError(sorted(problems, key=lambda p: p[0] or 0), source)
+    return cfg
+
+
+def _check_method(spec: MethodSpec, kind: str, problems: list, created: bool = True) -> bool:
+    """Create the method once (cheap) to check its name, parameters and the method's own checks.
+
+    ``created=False`` only checks the name and the parameters given (used when a nested attack is
+    already known to be invalid, so the defense is not blamed for it).
+    """
+    from ..catalog import _manager
+    from ..methods import validate_params
+
+    try:
+        if created:
+            instantiate(spec, kind)
+        else:
+            validate_params(_manager().get_info(spec.name, kind), spec.params)
+        return True
+    except Exception as exc:  # noqa: BLE001 - every problem is reported, with its line
+        problems.append((spec.line, f"{kind} '{spec.name}': {str(exc).splitlines()[0]}"))
+        return False
+
+
+def instantiate(spec: MethodSpec, kind: str):
+    from ..catalog import _manager
+
+    params = dict(spec.params)
+    if spec.attack is not None:
+        params["attack"] = instantiate(spec.attack, "attack")
+    return _manager().create(spec.name, kind=kind, **params)
+
+
+def load_config(path: str | Path | None, *, quick: bool = False, device: str | None = None,
+                seed: int | None = None) -> ExperimentConfig:
+    """Read and validate a TOML config (``None``: the embedded default experiment)."""
+    if path is None:
+        return build_config({}, quick=quick, source="<default experiment>", device=device, seed=seed)
+    path = Path(path)
+    text = path.read_text()
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise ConfigError([(int(m.group(1)) if m else None, f"not valid TOML: {exc}")], str(path)) from None
+    return build_config(raw, quick=quick, text=text, source=str(path), device=device, seed=seed)

@@ -1,0 +1,254 @@
+"""The stages of the default experiment. Each takes the RunContext and returns plain data.
+
+* ``train``: a small digits CNN trained plainly and with every configured defense;
+* ``robustness``: clean / per-attack / worst-case accuracy of every trained model;
+* ``attribution``: heatmaps of every attribution method (digits and photos), cascading parameter
+  randomization, input alignment, key-information sufficiency;
+* ``generative``: GAN vs GAN-with-prior on the PacGAN ring and grid (modes, quality, reverse KL);
+* ``metrics``: every generalization metric on every trained model.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from .. import data as tt_data
+from ..models import DigitsCNN
+from .config import MethodSpec, instantiate
+from .runner import RunContext, seed_everything
+
+# --------------------------------------------------------------------------- data and models
+
+
+def _subset(ds: TensorDataset, n: int, seed: int) -> TensorDataset:
+    if not n or n >= len(ds):
+        return ds
+    g = torch.Generator().manual_seed(seed)
+    keep = torch.randperm(len(ds), generator=g)[:n].sort().values
+    return TensorDataset(*(t[keep] for t in ds.tensors))
+
+
+def digits(ctx: RunContext) -> tuple[TensorDataset, TensorDataset]:
+    if "digits" not in ctx.data:
+        cfg = ctx.config
+        size, seed = cfg.get("data", "size"), cfg.seed
+        train = _subset(tt_data.load_digits(size, "train", seed=0), cfg.get("data", "train_size"), seed)
+        test = _subset(tt_data.load_digits(size, "test", seed=0), cfg.get("data", "test_size"), seed + 1)
+        ctx.data["digits"] = (train, test)
+    return ctx.data["digits"]
+
+
+def new_model(ctx: RunContext) -> torch.nn.Module:
+    cfg = ctx.config
+    seed_everything(cfg.seed)
+    return DigitsCNN(size=cfg.get("data", "size"), width=cfg.get("model", "width"),
+                     hidden=cfg.get("model", "hidden")).to(ctx.device)
+
+
+def _defense(ctx: RunContext, spec: MethodSpec):
+    """Create a defense; one that takes an attack but names none gets a digits-sized PGD."""
+    from ..catalog import get_info
+
+    takes_attack = any(p.name == "attack" for p in get_info(spec.name).parameters)
+    if takes_attack and spec.attack is None and "pgd" in _installed("attack"):
+        t = ctx.config.settings["train"]
+        attack = MethodSpec("pgd", {"eps": t["attack_eps"], "alpha": t["attack_alpha"], "steps": t["attack_steps"]})
+        spec = MethodSpec(spec.name, spec.params, spec.line, attack)
+    return instantiate(spec, "defense")
+
+
+def _installed(kind: str) -> list[str]:
+    from ..catalog import list_methods
+
+    return list_methods(kind)
+
+
+def accuracy(model: torch.nn.Module, ds: TensorDataset, device: torch.device) -> float:
+    from ..modelstate import preserved
+
+    correct = 0
+    with preserved(model, mode=False), torch.no_grad():
+        for x, y in DataLoader(ds, batch_size=512):
+            correct += int((model(x.to(device)).argmax(1) == y.to(device)).sum())
+    return correct / len(ds)
+
+
+# --------------------------------------------------------------------------- train
+
+
+def stage_train(ctx: RunContext) -> dict[str, Any]:
+    from ..training import fit
+
+    cfg = ctx.config
+    train, test = digits(ctx)
+    specs = [MethodSpec("plain")] + list(cfg.methods["defenses"])
+    rows, reused = {}, []
+    advance = ctx.task("train models", len(specs))
+    models_dir = ctx.state / "models"
+    models_dir.mkdir(exist_ok=True)
+    for spec in specs:
+        label = spec.label
+        model = new_model(ctx)
+        weights = models_dir / f"{_safe(label)}-{cfg.fingerprint('train')}.pt"
+        if weights.exists():
+            saved = torch.load(weights, map_location=ctx.device, weights_only=False)
+            model.load_state_dict(saved["state_dict"])
+            rows[label] = saved["row"]
+            reused.append(label)
+        else:
+            defense = None if spec.name == "plain" else _defense(ctx, spec)
+            history = fit(model, train, defense=defense, epochs=cfg.get("train", "epochs"),
+                          lr=cfg.get("train", "lr"), optimizer=cfg.get("train", "optimizer"),
+                          batch_size=cfg.get("data", "batch_size"), seed=cfg.seed, device=ctx.device,
+                          checkpoint_dir=ctx.state / "checkpoints" / _safe(label), resume=True, progress=False)
+            model.eval()
+            row = {"defense": spec.name, "params": spec.to_dict(), "epochs": len(history),
+                   "final_loss": history.last.get("loss"), "train_acc": accuracy(model, train, ctx.device),
+                   "test_acc": accuracy(model, test, ctx.device), "time_s": sum(history["time_s"])}
+            rows[label] = row
+            _save_atomic({"state_dict": model.state_dict(), "row": row}, weights)
+        ctx.models[label] = model.eval()
+        advance()
+    _plot_training(ctx, rows)
+    best = max(rows.values(), key=lambda r: r["test_acc"])
+    return {"models": rows, "reused_models": reused, "figures": ["training.png"],
+            "summary": f"{len(rows)} model(s); best test accuracy {best['test_acc']:.3f}"}
+
+
+def _safe(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in label)[:80]
+
+
+def _save_atomic(obj: Any, path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def _plot_training(ctx: RunContext, rows: dict[str, dict]) -> None:
+    import matplotlib.pyplot as plt
+
+    labels = list(rows)
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(labels), 3.2))
+    xs = range(len(labels))
+    ax.bar([x - 0.2 for x in xs], [rows[k]["train_acc"] for k in labels], 0.4, label="train")
+    ax.bar([x + 0.2 for x in xs], [rows[k]["test_acc"] for k in labels], 0.4, label="test")
+    ax.set_xticks(list(xs), labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("clean accuracy")
+    ax.legend(fontsize=8)
+    ax.set_title("digits CNN: clean accuracy per training objective", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(ctx.figure("training"), dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+def stage_robustness(ctx: RunContext) -> dict[str, Any]:
+    from ..robustness import evaluate_robustness
+
+    cfg = ctx.config
+    _, test = digits(ctx)
+    specs = cfg.methods["attacks"]
+    if not specs:
+        return {"summary": "no attacks configured", "table": {}}
+    loader = DataLoader(test, batch_size=256)
+    table = {}
+    advance = ctx.task("robustness", len(ctx.models))
+    for label, model in ctx.models.items():
+        seed_everything(cfg.seed)
+        attacks = {s.label: instantiate(s, "attack") for s in specs}
+        res = evaluate_robustness(model, loader, attacks=attacks, device=ctx.device)
+        table[label] = res.to_dict()
+        advance()
+    _plot_robustness(ctx, table)
+    worst = {k: v["worst_case_accuracy"] for k, v in table.items()}
+    best = max(worst, key=lambda k: worst[k] or 0)
+    return {"table": table, "attacks": [s.label for s in specs], "figures": ["robustness.png"],
+            "summary": f"most robust: {best} (worst-case accuracy {worst[best]:.3f})"}
+
+
+def robust_columns(entry: dict[str, Any]) -> dict[str, float]:
+    """clean, each attack, worst case -> accuracy, from an evaluate_robustness dict."""
+    cols = {"clean": entry["clean_accuracy"]}
+    cols.update({name: a["accuracy"] for name, a in entry["attacks"].items()})
+    cols["worst case"] = entry["worst_case_accuracy"]
+    return cols
+
+
+def _plot_robustness(ctx: RunContext, table: dict[str, dict]) -> None:
+    import matplotlib.pyplot as plt
+
+    models = list(table)
+    cols = list(robust_columns(table[models[0]]))
+    width = 0.8 / len(cols)
+    fig, ax = plt.subplots(figsize=(1.5 + 1.3 * len(models), 3.4))
+    for j, col in enumerate(cols):
+        vals = [robust_columns(table[m])[col] for m in models]
+        ax.bar([i + (j - (len(cols) - 1) / 2) * width for i in range(len(models))], vals, width, label=col)
+    ax.set_xticks(range(len(models)), models, rotation=20, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=7, ncol=min(len(cols), 5))
+    ax.set_title("digits test set: clean, per-attack and worst-case accuracy", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(ctx.figure("robustness"), dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def stage_metrics(ctx: RunContext) -> dict[str, Any]:
+    cfg = ctx.config
+    _, test = digits(ctx)
+    specs = cfg.methods["metrics"]
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    directions: dict[str, dict[str, bool]] = {}
+    errors: dict[str, str] = {}
+    advance = ctx.task("metrics", len(specs) * len(ctx.models))
+    for spec in specs:
+        for label, model in ctx.models.items():
+            seed_everything(cfg.seed)
+            metric = instantiate(spec, "metric")
+            directions[spec.label] = dict(metric.higher_is_better)
+            try:
+                values = metric.compute(model, DataLoader(test, batch_size=256))
+            except Exception as exc:  # one metric's failure is reported, the others still run
+                errors[f"{spec.label} on {label}"] = f"{type(exc).__name__}: {exc}"
+                advance()
+                continue
+            table.setdefault(spec.label, {})[label] = {k: float(v) for k, v in values.items()}
+            advance()
+    if table:
+        _plot_metrics(ctx, table)
+    summary = f"{len(table)} metric(s) x {len(ctx.models)} model(s)" + (f", {len(errors)} error(s)" if errors else "")
+    return {"table": table, "higher_is_better": directions, "errors": errors,
+            "figures": ["metrics.png"] if table else [], "summary": summary}
+
+
+def _plot_metrics(ctx: RunContext, table: dict[str, dict[str, dict[str, float]]]) -> None:
+    """One small panel per metric: its headline value (first key) for every model."""
+    import matplotlib.pyplot as plt
+
+    names = list(table)
+    cols = min(4, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        models = list(table[name])
+        key = next(iter(table[name][models[0]]))
+        ax.barh(models, [table[name][m][key] for m in models], color="#4c72b0")
+        ax.set_title(f"{name}: {key}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.subplots_adjust(left=0.12, right=0.98, hspace=0.6, wspace=0.9)
+    fig.savefig(ctx.figure("metrics"), dpi=100)
+    plt.close(fig)
