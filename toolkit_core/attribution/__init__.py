@@ -1,6 +1,14 @@
 """Attribution: run an attribution method on a model, with validated inputs and a preserved model.
 
-``attribute(model, x, target, method="gbp", **params)`` is the public entry point.
+``attribute(model, x, target, method="gbp", **params)`` is the public entry point. The
+modified-backprop engine (:mod:`.engine`) with its rules (:mod:`.rules`), composites
+(:mod:`.composites`) and canonizers (:mod:`.canonizers`) backs the rule plugins (gbp, deconvnet,
+rectgrad, lrp, dtd). Layer-wise relevance: :func:`layerwise`. Rules and composites by name::
+
+    from toolkit_core.attribution import get_rule, get_composite, list_rules, list_composites
+    get_composite("epsilon_plus_flat")     # {'first': 'lrp_flat', 'conv': 'lrp_zplus', ...}
+    rule = get_rule("lrp_gamma", gamma=0.5)
+    attribute(model, x, 3, method="lrp", composite={"first": "lrp_flat", "conv": rule})
 """
 
 from __future__ import annotations
@@ -13,7 +21,25 @@ from torch import nn
 from ..modelstate import preserved
 from .inputs import check_input, logits_of, resolve_target
 
-__all__ = ["attribute", "run_attribution", "check_input", "logits_of", "resolve_target"]
+__all__ = [
+    "attribute", "run_attribution", "check_input", "logits_of", "resolve_target", "layerwise", "get_rule",
+    "get_composite", "list_rules", "list_composites", "ModifiedBackprop", "LayerwiseResult",
+    "UnsupportedLayerError", "run_engine",
+]
+
+_LAZY = {
+    "get_rule": "composites", "get_composite": "composites", "list_rules": "composites",
+    "list_composites": "composites", "ModifiedBackprop": "base", "LayerwiseResult": "engine",
+    "UnsupportedLayerError": "engine", "run_engine": "engine",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run_attribution(method, model: nn.Module, x: torch.Tensor, target: Any = None) -> torch.Tensor:
@@ -48,3 +74,37 @@ def attribute(
     from ..catalog import resolve
 
     return resolve(method, kind="attribution", **params)(model, x, target)
+
+
+def layerwise(
+    model: nn.Module, x: torch.Tensor, target: Any = None, method: Any = "lrp", record: Any = True,
+    inject: Any = None, inject_kind: str = "relevance", **params: Any,
+):
+    """Input relevance plus the relevance ``R = z * c`` at the output of recorded layers.
+
+    ``method``: a modified-backprop method (name or object: gbp, deconvnet, rectgrad, lrp, dtd) or
+    ``"gradient"`` / ``"input_x_gradient"`` (plain autograd through the same engine).
+    ``record``: ``True`` (every conv/dense/BatchNorm layer) or a list of module names (containers
+    such as ``"layer1"`` allowed). ``inject={name: R}`` starts the backward pass at that layer with
+    relevance ``R`` (``inject_kind="signal"``: with the signal ``c``) instead of at the target logit.
+    Returns a :class:`~toolkit_core.attribution.engine.LayerwiseResult` with ``attribution``,
+    ``relevance`` and ``signal`` dicts, ``logits`` and ``target``.
+    """
+    from ..catalog import resolve
+    from .base import ModifiedBackprop
+    from .engine import run_engine
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    x = check_input(x)
+    if method in ("gradient", "input_x_gradient"):
+        with preserved(model):
+            return run_engine(
+                model, x, target, lambda name, module: "gradient", method=method,
+                multiply_input=method == "input_x_gradient", record=record, inject=inject, inject_kind=inject_kind,
+            )
+    m = resolve(method, kind="attribution", **params)
+    if not isinstance(m, ModifiedBackprop):
+        raise TypeError(f"layer-wise relevance needs a modified-backprop method, got {m.name!r}")
+    with preserved(model):
+        return m.layerwise(model, x, target, record=record, inject=inject, inject_kind=inject_kind)

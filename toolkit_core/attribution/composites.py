@@ -1,0 +1,202 @@
+"""Composites: plain data mapping layers to rules.
+
+A composite is a ``dict``. Keys, from the most to the least specific:
+
+* a module's qualified name (``"features.0"``, ``"layer1.0.conv2"``);
+* a position: ``"first"`` (the first conv/dense layer in registration order), ``"first_conv"``,
+  ``"last"`` (the last conv/dense layer);
+* a module class (``nn.Conv2d``) -- matched with ``isinstance``;
+* a layer group: ``"conv"``, ``"linear"`` (alias ``"dense"``), ``"bn"``, ``"activation"``, ``"pool"``;
+* ``"default"``: any other layer.
+
+Values: a rule name (``"lrp_epsilon"``), a :class:`~.rules.Rule` object, ``(name, {params})``, or
+``{"rule": name, **params}``. Named rules get the method's matching parameters (``epsilon``,
+``gamma``, ...) unless the value gives its own. Example::
+
+    my_composite = {"first": "lrp_flat", "conv": ("lrp_gamma", {"gamma": 0.5}), "linear": "lrp_epsilon"}
+    toolkit_core.attribute(model, x, 3, method="lrp", composite=my_composite)
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from torch import nn
+
+from .layers import BN_TYPES, CONV_TYPES
+from .rules import BUILTIN_RULES, Rule
+
+__all__ = [
+    "GROUPS", "PASS_THROUGH", "CompositeResolver", "get_rule", "get_composite", "list_rules", "list_composites",
+    "make_rule", "registered_rules", "registered_composites",
+]
+
+ACTIVATIONS = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardtanh, nn.ELU, nn.GELU, nn.SiLU, nn.Softplus, nn.Tanh,
+    nn.Sigmoid, nn.Hardswish, nn.Mish, nn.CELU, nn.SELU,
+)
+POOLS = (
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+)
+#: layers whose plain gradient is the right signal for every method (no rule is ever needed)
+PASS_THROUGH = (
+    nn.Identity, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+)
+GROUPS: dict[str, tuple[type, ...]] = {
+    "conv": CONV_TYPES, "linear": (nn.Linear,), "dense": (nn.Linear,), "bn": BN_TYPES,
+    "activation": ACTIVATIONS, "pool": POOLS,
+}
+POSITIONS = ("first", "first_conv", "last")
+
+
+# --------------------------------------------------------------------------- rule and composite lookup
+
+
+def registered_rules() -> dict[str, type[Rule]]:
+    """Rules by name: the core's built-ins plus every registered attribution method's ``rules``."""
+    found = dict(BUILTIN_RULES)
+    for cls in _method_classes():
+        found.update(getattr(cls, "rules", {}) or {})
+    return found
+
+
+def registered_composites() -> dict[str, dict]:
+    """Composites by name from every registered attribution method's ``composites``."""
+    found: dict[str, dict] = {}
+    for cls in _method_classes():
+        found.update(getattr(cls, "composites", {}) or {})
+    return found
+
+
+def _method_classes() -> list[type]:
+    try:
+        from ..catalog import get_info, list_methods
+
+        return [get_info(n).cls for n in list_methods("attribution")]
+    except Exception:  # no registry available: built-ins only
+        return []
+
+
+def list_rules() -> list[str]:
+    return sorted(registered_rules())
+
+
+def list_composites() -> list[str]:
+    return sorted(registered_composites())
+
+
+def get_rule(name: str, **params: Any) -> Rule:
+    """Create the rule ``name`` (e.g. ``get_rule("lrp_gamma", gamma=0.5)``)."""
+    return make_rule(name, params, registered_rules())
+
+
+def get_composite(name: str) -> dict:
+    """The composite ``name`` (a plain dict), e.g. ``get_composite("epsilon_plus_flat")``."""
+    found = registered_composites()
+    if name not in found:
+        raise KeyError(f"no composite named {name!r}; registered: {', '.join(sorted(found)) or 'none'}")
+    return dict(found[name])
+
+
+def make_rule(value: Any, params: Mapping[str, Any], rules: Mapping[str, type[Rule]]) -> Rule:
+    """Turn a composite value into a :class:`Rule`; ``params`` fill matching constructor arguments."""
+    if isinstance(value, Rule):
+        return value
+    own: dict[str, Any] = {}
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], Mapping):
+        value, own = value[0], dict(value[1])
+    elif isinstance(value, Mapping):
+        own = dict(value)
+        value = own.pop("rule", None)
+    if isinstance(value, type) and issubclass(value, Rule):
+        cls = value
+    elif isinstance(value, str):
+        if value not in rules:
+            rules = {**registered_rules(), **rules}
+        if value not in rules:
+            raise KeyError(f"no rule named {value!r}; known rules: {', '.join(sorted(rules))}")
+        cls = rules[value]
+    else:
+        raise TypeError(
+            f"a composite value must be a rule name, a Rule object, (name, params) or {{'rule': name, ...}}; "
+            f"got {value!r}"
+        )
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = set(own) - accepted
+    if unknown:
+        raise TypeError(f"rule {cls.name} got unknown parameters {sorted(unknown)}; it accepts {sorted(accepted)}")
+    kwargs = {k: v for k, v in params.items() if k in accepted and v is not None}
+    kwargs.update(own)
+    return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+class CompositeResolver:
+    """Pick the rule of each module of one model from a composite (see the module docstring)."""
+
+    def __init__(
+        self, composite: Mapping[Any, Any], model: nn.Module, params: Mapping[str, Any] | None = None,
+        rules: Mapping[str, type[Rule]] | None = None,
+    ):
+        if not isinstance(composite, Mapping):
+            raise TypeError(f"a composite must be a dict mapping layers to rules, got {type(composite).__name__}")
+        self.composite = dict(composite)
+        self.params = dict(params or {})
+        self.rules = dict(rules) if rules is not None else registered_rules()
+        for key in self.composite:
+            if isinstance(key, str) and key not in GROUPS and key not in POSITIONS and key != "default":
+                names = dict(model.named_modules())
+                if key not in names:
+                    raise KeyError(
+                        f"composite key {key!r} is neither a layer name of the model, a position "
+                        f"({', '.join(POSITIONS)}), a group ({', '.join(GROUPS)}) nor 'default'"
+                    )
+        self.positions = _positions(model)
+        self._cache: dict[Any, Rule | None] = {}
+
+    def lookup(self, name: str, module: nn.Module) -> Any:
+        """The composite value for this module, or ``None`` when no key matches."""
+        c = self.composite
+        if name in c:
+            return c[name]
+        for pos in POSITIONS:
+            if pos in c and self.positions.get(pos) == name:
+                return c[pos]
+        for key, value in c.items():
+            if isinstance(key, type) and isinstance(module, key):
+                return value
+        for group, types in GROUPS.items():
+            if group in c and isinstance(module, types):
+                return c[group]
+        return c.get("default")
+
+    def rule_for(self, name: str, module: nn.Module) -> Rule | None:
+        value = self.lookup(name, module)
+        if value is None:
+            return None
+        key = id(value) if not isinstance(value, (str, tuple)) else value
+        if isinstance(value, Mapping):
+            key = id(value)
+        if key not in self._cache:
+            self._cache[key] = make_rule(value, self.params, self.rules)
+        return self._cache[key]
+
+
+def _positions(model: nn.Module) -> dict[str, str]:
+    pos: dict[str, str] = {}
+    linear = [(n, m) for n, m in model.named_modules() if isinstance(m, (*CONV_TYPES, nn.Linear))]
+    if linear:
+        pos["first"], pos["last"] = linear[0][0], linear[-1][0]
+    convs = [n for n, m in linear if isinstance(m, CONV_TYPES)]
+    if convs:
+        pos["first_conv"] = convs[0]
+    return pos
+
+
+RuleFor = Callable[[str, nn.Module], "Rule | None"]

@@ -1,0 +1,124 @@
+"""Linear layers as the rules see them: ``z = W a + b`` with a forward and a transposed (backward) map.
+
+:class:`LinearLayer` wraps a convolution, a dense layer, an eval-mode BatchNorm (a diagonal affine
+map) or a convolution with its BatchNorm folded in (see :mod:`.canonizers`). Rules call
+``layer.forward(a, w, b)`` with modified weights and ``layer.backward(g, w)`` for ``W^T g``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CONV_INPUT = {1: torch.nn.grad.conv1d_input, 2: torch.nn.grad.conv2d_input, 3: torch.nn.grad.conv3d_input}
+
+
+class LinearLayer:
+    """``z = W a + b`` for one call of a module; ``input_shape`` is the shape of ``a``."""
+
+    def __init__(self, module: nn.Module, name: str, weight: Tensor, bias: Tensor | None, input_shape: torch.Size):
+        self.module, self.name = module, name
+        self.weight, self.bias = weight, bias
+        self.input_shape = input_shape
+
+    def forward(self, a: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def backward(self, g: Tensor, w: Tensor) -> Tensor:
+        """``W^T g``: the gradient of ``a -> a W`` applied to ``g``."""
+        raise NotImplementedError
+
+    def unbias(self, z: Tensor) -> Tensor:
+        """``z - b`` (broadcast like the forward pass)."""
+        return z if self.bias is None else z - self._bias_view(self.bias, z)
+
+    def _bias_view(self, b: Tensor, z: Tensor) -> Tensor:
+        return b.view(1, -1, *([1] * (z.dim() - 2))) if z.dim() > 2 else b
+
+
+class ConvLayer(LinearLayer):
+    def __init__(self, module, name, weight, bias, input_shape):
+        super().__init__(module, name, weight, bias, input_shape)
+        self.n = weight.dim() - 2
+        padding = module.padding
+        if isinstance(padding, str):
+            if padding != "valid":
+                raise ValueError(
+                    f"layer '{name}' ({type(module).__name__}) uses padding='{padding}'; the attribution "
+                    "engine supports explicit integer padding or 'valid' -- rewrite the layer with integers"
+                )
+            padding = (0,) * self.n
+        if module.padding_mode != "zeros":
+            raise ValueError(
+                f"layer '{name}' ({type(module).__name__}) uses padding_mode='{module.padding_mode}'; only "
+                "zero padding is supported by the attribution engine"
+            )
+        self.stride, self.padding, self.dilation, self.groups = module.stride, padding, module.dilation, module.groups
+
+    def forward(self, a, w, b=None):
+        return _CONV_FN[self.n](a, w, b, self.stride, self.padding, self.dilation, self.groups)
+
+    def backward(self, g, w):
+        return _CONV_INPUT[self.n](self.input_shape, w, g, self.stride, self.padding, self.dilation, self.groups)
+
+
+class DenseLayer(LinearLayer):
+    def forward(self, a, w, b=None):
+        return F.linear(a, w, b)
+
+    def backward(self, g, w):
+        return g @ w
+
+    def _bias_view(self, b, z):
+        return b
+
+
+class AffineLayer(LinearLayer):
+    """Eval-mode BatchNorm as ``z = s * a + t`` per channel (``weight`` holds ``s``)."""
+
+    def _view(self, v: Tensor, like: Tensor) -> Tensor:
+        return v.view(1, -1, *([1] * (like.dim() - 2))) if like.dim() > 2 else v
+
+    def forward(self, a, w, b=None):
+        out = a * self._view(w, a)
+        return out if b is None else out + self._view(b, a)
+
+    def backward(self, g, w):
+        return g * self._view(w, g)
+
+
+def batchnorm_affine(bn: nn.Module) -> tuple[Tensor, Tensor]:
+    """Scale ``s = gamma / sqrt(var + eps)`` and shift ``t = beta - mean * s`` of an eval BatchNorm."""
+    if bn.running_var is None or bn.running_mean is None:
+        raise ValueError(
+            f"BatchNorm {type(bn).__name__} has track_running_stats=False; its eval-mode map depends on the "
+            "batch, so it cannot be treated as a linear layer"
+        )
+    var, mean = bn.running_var.detach(), bn.running_mean.detach()
+    s = torch.rsqrt(var + bn.eps)
+    if bn.weight is not None:
+        s = s * bn.weight.detach()
+    t = -mean * s
+    if bn.bias is not None:
+        t = t + bn.bias.detach()
+    return s, t
+
+
+def make_layer(module: nn.Module, name: str, input_shape: torch.Size) -> LinearLayer:
+    """The :class:`LinearLayer` of a conv, dense or BatchNorm module (weights detached)."""
+    if isinstance(module, CONV_TYPES):
+        return ConvLayer(module, name, module.weight.detach(), _detach(module.bias), input_shape)
+    if isinstance(module, nn.Linear):
+        return DenseLayer(module, name, module.weight.detach(), _detach(module.bias), input_shape)
+    if isinstance(module, BN_TYPES):
+        s, t = batchnorm_affine(module)
+        return AffineLayer(module, name, s, t, input_shape)
+    raise TypeError(f"no linear-layer view for {type(module).__name__}")
+
+
+def _detach(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.detach()
