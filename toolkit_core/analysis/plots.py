@@ -1,0 +1,183 @@
+"""Figures of the analysis measures (matplotlib with the Agg backend, written as PNG).
+
+* :func:`randomization_grid` -- heatmaps, one row per method, one column per randomization depth.
+* :func:`similarity_curves` -- a measure (SSIM by default) against randomization depth, one line per method.
+* :func:`alignment_bars` -- mean input alignment per method (with per-sample spread).
+* :func:`sufficiency_curves` -- share of unchanged predictions against k, per method, with the random reference.
+* :func:`convergence_curves` -- median |cos| per layer going down from the injection point.
+
+Each function returns the matplotlib ``Figure``; with ``path`` it also saves a PNG and closes the figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .similarity import to_2d
+
+__all__ = ["randomization_grid", "similarity_curves", "alignment_bars", "sufficiency_curves", "convergence_curves",
+           "heatmap_array"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _finish(fig: Any, path: str | Path | None, dpi: int = 80) -> Any:
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+        _plt().close(fig)
+    return fig
+
+
+def heatmap_array(m: Any, percentile: float = 99.5) -> np.ndarray:
+    """A map as a 2-D array in [-1, 1]: channels summed, divided by its ``percentile`` of ``|m|``, clipped."""
+    a = to_2d(m)
+    s = float(np.percentile(np.abs(a), percentile))
+    if s <= 0:
+        s = float(np.abs(a).max()) or 1.0
+    return np.clip(a / s, -1, 1)
+
+
+def _image(x: torch.Tensor) -> np.ndarray:
+    x = x.detach().cpu().float()
+    if x.dim() == 3 and x.shape[0] in (1, 3):
+        img = x.permute(1, 2, 0).numpy()
+        return img[..., 0] if img.shape[-1] == 1 else np.clip(img, 0, 1)
+    return to_2d(x)
+
+
+def randomization_grid(
+    result: Any, x: torch.Tensor, sample: int = 0, path: str | Path | None = None, cell: float = 1.4,
+    title: str | None = None,
+) -> Any:
+    """Heatmap grid: rows = methods, columns = input, original model, then each randomization step.
+
+    ``result`` must come from ``cascading_randomization(..., keep_maps=True)``; ``x`` is the batch it ran on.
+    """
+    if result.maps is None:
+        raise ValueError("the result holds no maps; run cascading_randomization(..., keep_maps=True)")
+    if not 0 <= sample < len(x):
+        raise ValueError(f"sample must be in [0, {len(x) - 1}], got {sample}")
+    plt = _plt()
+    cols = ["input", "original"] + [("+" if result.order == "top_down" and i else "") + b
+                                    for i, b in enumerate(result.blocks)]
+    n_rows, n_cols = len(result.methods), len(cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell * n_cols, cell * n_rows + 0.4), squeeze=False)
+    img = _image(x[sample])
+    for r, method in enumerate(result.methods):
+        maps = result.maps[method]
+        for c in range(n_cols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+                ax.set_ylabel(method, fontsize=8)
+            else:
+                ax.imshow(heatmap_array(maps[c - 1][sample]), cmap="bwr", vmin=-1, vmax=1)
+                if c >= 2:
+                    v = result.scores[method]["ssim"][c - 2, sample]
+                    ax.set_xlabel(f"SSIM {v:.2f}", fontsize=7)
+            if r == 0:
+                ax.set_title(cols[c], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def similarity_curves(
+    result: Any, metric: str = "ssim", path: str | Path | None = None, title: str | None = None, ax: Any = None,
+) -> Any:
+    """Mean ``metric`` to the original attribution against randomization depth, one line per method."""
+    plt = _plt()
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(result.blocks) + 2.5), 3.2))
+    steps = np.arange(len(result.blocks) + 1)
+    for method in result.methods:
+        ys = [1.0] + result.mean(method, metric)
+        sd = [0.0] + [float(np.nanstd(r)) for r in result.scores[method][metric]]
+        ax.plot(steps, ys, marker="o", ms=3, label=method)
+        ax.fill_between(steps, np.subtract(ys, sd), np.add(ys, sd), alpha=0.12)
+    labels = ["orig"] + [("+" if result.order == "top_down" and i else "") + b for i, b in enumerate(result.blocks)]
+    ax.set_xticks(steps)
+    ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel(metric)
+    ax.set_xlabel("randomized (from the logits down)")
+    ax.axhline(0, color="gray", lw=0.5)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    if fig is None:
+        return ax
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def alignment_bars(results: Sequence[Any], path: str | Path | None = None, title: str | None = None) -> Any:
+    """Mean input alignment ``cos(A, x - x0)`` per method (error bars: std over samples)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(0.8 * len(results) + 2, 3))
+    means = [r.mean for r in results]
+    sds = [float(np.std(r.per_sample)) for r in results]
+    ax.bar(range(len(results)), means, yerr=sds, color="tab:blue", capsize=3)
+    ax.set_xticks(range(len(results)))
+    ax.set_xticklabels([r.method for r in results], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("cos(attribution, x - baseline)")
+    ax.axhline(0, color="gray", lw=0.5)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def sufficiency_curves(results: Sequence[Any], path: str | Path | None = None, title: str | None = None) -> Any:
+    """Share of unchanged predictions against k (percent kept), per method; dashed: random elements."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for r in results:
+        ax.plot(r.ks, r.unchanged, marker="o", ms=3, label=r.method)
+    if results and results[0].random is not None:
+        ax.plot(results[0].ks, results[0].random, ls="--", color="gray", label="random elements")
+    ax.set_xscale("log")
+    ax.set_xlabel("top-k % of input elements kept")
+    ax.set_ylabel("share of predictions unchanged")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def convergence_curves(results: Sequence[Any], path: str | Path | None = None, title: str | None = None) -> Any:
+    """Median absolute pairwise cosine similarity per layer, from the injection point down to the input."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.8, 3.2))
+    for r in results:
+        ax.plot(range(len(r.layers)), r.median, marker="o", ms=3, label=r.method)
+    if results:
+        ax.set_xticks(range(len(results[0].layers)))
+        ax.set_xticklabels(results[0].layers, rotation=45, ha="right", fontsize=7)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("median |cos| of back-propagated vectors")
+    ax.set_xlabel("input of layer (injection point first)")
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _finish(fig, path)
