@@ -60,6 +60,18 @@ def check_target(model: nn.Module, x: torch.Tensor, target: Any) -> tuple[torch.
     return logits, resolve_target(target, logits)
 
 
+def check_target_cheap(model: nn.Module, x: torch.Tensor, target: Any) -> Any:
+    """Validate ``x`` and ``target`` with a one-sample forward pass; return ``target`` for the method.
+
+    ``None`` stays ``None`` (the method explains its own predicted class); anything else is checked
+    against the batch size and the number of classes and returned as a (B,) long tensor.
+    """
+    logits = forward_logits(model, x[:1])
+    if target is None:
+        return None
+    return resolve_target(target, logits.new_zeros(x.shape[0], logits.shape[1]))
+
+
 def check_baseline(baseline: Any, x: torch.Tensor) -> torch.Tensor:
     """A baseline broadcastable to ``x``: a number, or a tensor of x's shape, of x.shape[1:], or (1, ...)."""
     if isinstance(baseline, bool) or not isinstance(baseline, (int, float, torch.Tensor)):
@@ -402,7 +414,8 @@ def deepcopy_model(model: nn.Module) -> nn.Module:
 
 __all__ = [
     "INPUT", "Injector", "Recorder", "ResolvedMethod", "analysis_state", "check_baseline", "check_blocks",
-    "check_input", "check_model", "check_target", "cosine_rows", "deepcopy_model", "find_blocks", "forward_logits",
+    "check_input", "check_model", "check_target", "check_target_cheap", "cosine_rows", "deepcopy_model", "find_blocks",
+    "forward_logits",
     "model_device", "no_inplace", "param_layers", "randomize_", "relevance_quantity", "resolve_method",
     "resolve_methods", "run_method", "trace_order",
 ]

@@ -30,7 +30,7 @@ from ._common import (
     check_baseline,
     check_input,
     check_model,
-    check_target,
+    check_target_cheap,
     cosine_rows,
     param_layers,
     relevance_quantity,
@@ -102,7 +102,7 @@ def input_alignment(
     base = check_baseline(baseline, x)
     m = resolve_method((method, params) if params and isinstance(method, str) else method)
     with analysis_state(model):
-        _, t = check_target(model, x, target)
+        t = check_target_cheap(model, x, target)
         layers = param_layers(model, x) if layerwise else []
         with Recorder(dict(layers), root=model) as rec:
             a = run_method(m.method, model, x, t)
