@@ -1,0 +1,257 @@
+"""Adaptive Adversarial Logits Pairing -- our operational reading of Wu et al. (arXiv:2005.11904).
+
+The paper's full text was not available to us. What follows is the reading written down in the
+project's METHODS.md (section 2); every choice that the paper might make differently is a parameter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchtrust_alp import weighted_pair_loss
+
+from toolkit_core.methods import Attack, Defense
+from toolkit_core.training import craft, resolve_attack, unwrap_model
+
+
+def find_head(model: nn.Module, name: str | None = None) -> nn.Linear:
+    """The final linear layer: the module called ``name``, or else the last ``nn.Linear`` registered."""
+    model = unwrap_model(model)
+    if name is not None:
+        modules = dict(model.named_modules())
+        if name not in modules:
+            linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+            raise ValueError(f"aalp: the model has no module named {name!r}; its nn.Linear layers are {linears}")
+        if not isinstance(modules[name], nn.Linear):
+            raise ValueError(f"aalp: head {name!r} is a {type(modules[name]).__name__}, not an nn.Linear")
+        return modules[name]
+    head = None
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            head = m
+    if head is None:
+        raise ValueError(
+            "aalp: Guided Dropout needs a final nn.Linear layer (its input are the penultimate features), "
+            "and the model has none; pass head='name' or guided_dropout=False"
+        )
+    return head
+
+
+def dropped_count(p: float, width: int) -> int:
+    """How many of ``width`` features Guided Dropout zeroes at rate ``p``: ``floor(p * width)``."""
+    return int(math.floor(p * width + 1e-9))
+
+
+def guided_dropout(
+    h: torch.Tensor, weight: torch.Tensor, y: torch.Tensor, p: float, contribution: str = "signed"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero, per sample, the ``floor(p * H)`` features with the lowest contribution to the true class.
+
+    ``h``: penultimate features ``(B, H)``; ``weight``: the final layer's ``W`` ``(C, H)``; ``y``: ``(B,)``.
+    Contribution ``c_ij = h_ij * W[y_i, j]`` (``contribution="signed"``, METHODS.md) or its magnitude
+    ``|c_ij|`` (``"abs"``, a variant); the kept features are rescaled by ``1/(1-p)``.
+    Returns ``(h_out, mask)`` with ``mask`` 1 for kept and 0 for dropped features. Ties are broken by
+    feature index (stable sort). The mask is not differentiated; gradients flow through ``h``.
+    """
+    if h.dim() != 2:
+        raise ValueError(f"guided_dropout expects features of shape (B, H), got {tuple(h.shape)}")
+    if not 0 <= p < 1:
+        raise ValueError(f"guided_dropout: p must be in [0, 1), got {p!r}")
+    if contribution not in ("signed", "abs"):
+        raise ValueError(f"guided_dropout: contribution must be 'signed' or 'abs', got {contribution!r}")
+    k = dropped_count(p, h.shape[1])
+    mask = torch.ones_like(h)
+    if k == 0:
+        return h, mask
+    with torch.no_grad():
+        c = h.detach() * weight.detach()[y]
+        if contribution == "abs":
+            c = c.abs()
+        idx = torch.argsort(c, dim=1, stable=True)[:, :k]
+        mask.scatter_(1, idx, 0.0)
+    return h * mask / (1.0 - p), mask
+
+
+def adaptive_weights(z_adv: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tensor:
+    """``lambda_i = lam * q_i / mean(q)`` with ``q_i = softmax(z_adv_i)[y_i]`` (detached); ``mean = lam``."""
+    with torch.no_grad():
+        q = F.softmax(z_adv.detach().float(), dim=1).gather(1, y[:, None]).squeeze(1)
+        w = lam * q / q.mean().clamp_min(1e-12)
+    return w.to(z_adv.dtype)
+
+
+class AALP(Defense):
+    """Adaptive Adversarial Logits Pairing: ALP with Guided Dropout and adaptive pairing weights.
+
+    Operational definition (ours; the paper's full text was not available). For a batch ``(x, y)``,
+    ``x_adv = attack(model, x, y)`` (eval mode), logits ``z = f(x)`` and ``z' = f(x_adv)`` computed in
+    train mode with Guided Dropout on the penultimate features::
+
+        L = 1/B sum_i [CE(z_i, y_i) + CE(z'_i, y_i)] / 2  +  1/B sum_i lambda_i ||z_i - z'_i||_2^2
+        lambda_i = lam * p(y_i | x_adv_i) / mean_k p(y_k | x_adv_k)      (detached; mean_i lambda_i = lam)
+
+    Guided Dropout (on the input ``h`` of the final ``nn.Linear`` ``W``): per sample, the
+    ``floor(p * H)`` features with the lowest contribution ``c_j = h_j W[y, j]`` to the true class are
+    zeroed and the others scaled by ``1/(1-p)``. ``p`` ramps linearly from 0 (first epoch) to ``p_max``
+    (epoch ``ramp_epochs - 1``; default: the last epoch) through ``start_epoch``; used without a schedule
+    (``start_epoch`` never called) the defense drops ``p_max``. Only the training forward passes of
+    the loss use it: the attack and every evaluation see the deterministic model.
+
+    Parameters: ``attack`` (default ``create("pgd", eps=8/255, alpha=2/255, steps=10)``), ``lam``
+    (mean pairing weight, 0.5), ``p_max`` (0.3), ``ramp_epochs`` (None: the whole run), ``head`` (name of
+    the final linear layer; None: the last ``nn.Linear``), ``guided_dropout`` and ``adaptive`` (switch
+    either component off: both off is ALP), ``dropout_on`` (which half of the pair gets Guided Dropout:
+    ``"both"``, ``"clean"`` or ``"adversarial"``), ``weight_source`` (``"adv"``: ``p(y | x_adv)`` from the
+    training forward pass, as in METHODS.md; ``"adv_eval"``: from a separate eval-mode pass without
+    dropout), ``contribution`` (``"signed"``: drop the lowest ``c_j``, as in METHODS.md; ``"abs"``: drop
+    the lowest ``|c_j|``, a variant -- see docs/methods/aalp.md for why it matters).
+    """
+
+    name = "aalp"
+    summary = "Adaptive ALP (our reading): ALP + Guided Dropout on penultimate features + adaptive pair weights."
+    citation = "arXiv:2005.11904"
+    kernels = ("torchtrust_alp::weighted_pair_loss",)
+
+    def __init__(
+        self,
+        attack: Attack | None = None,
+        lam: float = 0.5,
+        p_max: float = 0.3,
+        ramp_epochs: int | None = None,
+        head: str | None = None,
+        guided_dropout: bool = True,
+        adaptive: bool = True,
+        dropout_on: Literal["both", "clean", "adversarial"] = "both",
+        weight_source: Literal["adv", "adv_eval"] = "adv",
+        contribution: Literal["signed", "abs"] = "signed",
+    ):
+        if not lam >= 0:
+            raise ValueError(f"aalp: lam (the mean pairing weight) must be >= 0, got {lam!r}")
+        if not 0 <= p_max < 1:
+            raise ValueError(f"aalp: p_max (the final Guided Dropout rate) must be in [0, 1), got {p_max!r}")
+        if ramp_epochs is not None and ramp_epochs < 1:
+            raise ValueError(f"aalp: ramp_epochs must be a positive integer or None, got {ramp_epochs!r}")
+        if dropout_on not in ("both", "clean", "adversarial"):
+            raise ValueError(f"aalp: dropout_on must be 'both', 'clean' or 'adversarial', got {dropout_on!r}")
+        if weight_source not in ("adv", "adv_eval"):
+            raise ValueError(f"aalp: weight_source must be 'adv' or 'adv_eval', got {weight_source!r}")
+        if contribution not in ("signed", "abs"):
+            raise ValueError(f"aalp: contribution must be 'signed' or 'abs', got {contribution!r}")
+        if attack is not None and not isinstance(attack, Attack):
+            raise TypeError(f"aalp: attack must be an Attack object such as create('pgd', ...), got {attack!r}")
+        self._attack = attack
+        self.lam = float(lam)
+        self.p_max = float(p_max)
+        self.ramp_epochs = ramp_epochs
+        self.head = head
+        self.guided_dropout = bool(guided_dropout)
+        self.adaptive = bool(adaptive)
+        self.dropout_on = dropout_on
+        self.weight_source = weight_source
+        self.contribution = contribution
+        self.p = self.p_max  # current Guided Dropout rate; start_epoch sets the schedule
+
+    @classmethod
+    def contract_params(cls) -> dict:
+        from toolkit_core import create
+
+        return {"attack": create("pgd", eps=0.1, alpha=0.05, steps=2)}
+
+    @property
+    def attack(self) -> Attack:
+        """The attack used to craft ``x_adv`` (the default PGD is created on first access)."""
+        if self._attack is None:
+            self._attack = resolve_attack(None)
+        return self._attack
+
+    # ------------------------------------------------------------------ schedule
+
+    def rate(self, epoch: int, epochs: int) -> float:
+        """Guided Dropout rate in ``epoch`` (from 0): ``p_max * min(epoch / (R - 1), 1)``, R = ramp_epochs or epochs."""
+        span = (self.ramp_epochs or epochs) - 1
+        return self.p_max if span <= 0 else self.p_max * min(epoch / span, 1.0)
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        self.p = self.rate(epoch, epochs)
+
+    def state_dict(self) -> dict:
+        return {"p": self.p}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.p = float(state["p"])
+
+    # ------------------------------------------------------------------ Guided Dropout
+
+    @contextlib.contextmanager
+    def dropout_active(self, model: nn.Module, y: torch.Tensor, rows: torch.Tensor | None = None) -> Iterator[None]:
+        """Inside the block, the head's input gets Guided Dropout (labels ``y``; only ``rows`` if given).
+
+        The hook acts only while the head is in train mode, so evaluation stays deterministic.
+        """
+        head = find_head(model, self.head)
+        p, contribution = self.p, self.contribution
+
+        def pre_hook(module, args):
+            if not module.training or p <= 0:
+                return None
+            h = args[0]
+            h_out, _ = guided_dropout(h, module.weight, y, p, contribution)
+            if rows is not None:
+                h_out = torch.where(rows[:, None], h_out, h)
+            return (h_out, *args[1:])
+
+        handle = head.register_forward_pre_hook(pre_hook)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    # ------------------------------------------------------------------ loss
+
+    def objective(self, model, x, x_adv, y):
+        """``(loss, logs)`` for given adversarial examples (the formula above; no attack is run)."""
+        b = len(x)
+        yy = torch.cat([y, y])
+        use_dropout = self.guided_dropout and self.p > 0
+        if use_dropout:
+            rows = None
+            if self.dropout_on != "both":
+                rows = torch.zeros(2 * b, dtype=torch.bool, device=x.device)
+                rows[:b] = self.dropout_on == "clean"
+                rows[b:] = self.dropout_on == "adversarial"
+            with self.dropout_active(model, yy, rows):
+                logits = model(torch.cat([x, x_adv]))
+        else:
+            logits = model(torch.cat([x, x_adv]))
+        z, z_adv = logits[:b], logits[b:]
+        ce = F.cross_entropy(logits, yy)  # = 1/B sum_i [CE(z_i) + CE(z'_i)] / 2
+        if self.adaptive:
+            if self.weight_source == "adv":
+                source = z_adv
+            else:
+                from toolkit_core.training import eval_logits
+
+                source = eval_logits(model, x_adv)
+            w = adaptive_weights(source, y, self.lam)
+        else:
+            w = torch.full((b,), self.lam, dtype=z.dtype, device=z.device)
+        pair = weighted_pair_loss(z, z_adv, w)
+        loss = ce + pair
+        with torch.no_grad():
+            logs = {
+                "loss": float(loss), "ce": float(ce), "pair": float(pair), "p": float(self.p if use_dropout else 0.0),
+                "w_min": float(w.min()), "w_max": float(w.max()),
+                "clean_acc": float((z.argmax(1) == y).float().mean()),
+                "adv_acc": float((z_adv.argmax(1) == y).float().mean()),
+            }
+        return loss, logs
+
+    def loss(self, model, x, y):
+        x_adv = craft(self.attack, model, x, y)
+        return self.objective(model, x, x_adv, y)

@@ -1,0 +1,89 @@
+"""Helpers for defense plugins: the default attack, unwrapping DDP, crafting adversarial examples.
+
+Defenses receive the model exactly as :func:`toolkit_core.fit` trains it, which under DDP is a
+:class:`~torch.nn.parallel.DistributedDataParallel` wrapper. Adversarial examples are crafted on the
+*unwrapped* module (an attack's forward/backward passes must not take part in DDP's gradient
+synchronization), with the model in eval mode; the training forward passes go through the wrapper.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+#: Parameters of the attack a defense creates when none is given: ``create("pgd", **DEFAULT_ATTACK)``.
+#: CIFAR-like L-inf PGD-10 (Madry et al. 2018): eps 8/255, step 2/255, random start.
+DEFAULT_ATTACK: dict[str, Any] = {"eps": 8 / 255, "alpha": 2 / 255, "steps": 10}
+
+
+def default_attack():
+    """``toolkit_core.create("pgd", eps=8/255, alpha=2/255, steps=10)`` (needs the ``pgd`` plugin)."""
+    from ..catalog import create
+
+    try:
+        return create("pgd", **DEFAULT_ATTACK)
+    except Exception as exc:  # the pgd plugin is not installed, or failed to load
+        raise RuntimeError(
+            "this defense needs an attack: pass attack=toolkit_core.create('pgd', ...) (or any Attack "
+            f"object), or install the torchtrust-pgd plugin for the default one ({exc})"
+        ) from exc
+
+
+def resolve_attack(attack):
+    """An Attack object, a registered attack name, or ``None`` (the default PGD, created now)."""
+    from ..methods import Attack
+
+    if attack is None:
+        return default_attack()
+    if isinstance(attack, str):
+        from ..catalog import create
+
+        return create(attack)
+    if not isinstance(attack, Attack):
+        raise TypeError(
+            f"attack must be a toolkit_core Attack object (e.g. toolkit_core.create('pgd', eps=0.1)) or None, "
+            f"got {type(attack).__name__}"
+        )
+    return attack
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside a ``DistributedDataParallel`` / ``DataParallel`` wrapper (else ``model``)."""
+    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        model = model.module
+    return model
+
+
+def craft(attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Adversarial examples for ``(x, y)``, crafted on the unwrapped model in eval mode.
+
+    The Attack call switches the model to eval mode and freezes its parameters; this function makes
+    sure the model is back in the mode it was in (train mode during training) afterwards.
+    """
+    base = unwrap_model(model)
+    modes = [(m, m.training) for m in base.modules()]
+    try:
+        x_adv = attack(base, x.detach(), y)
+    finally:
+        for m, training in modes:
+            m.training = training
+    return x_adv.detach()
+
+
+def eval_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Logits of the unwrapped model in eval mode, without gradients; every module's mode is restored."""
+    base = unwrap_model(model)
+    modes = [(m, m.training) for m in base.modules()]
+    base.eval()
+    try:
+        with torch.no_grad():
+            return base(x)
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return float((logits.argmax(1) == y).float().mean())

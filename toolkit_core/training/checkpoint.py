@@ -1,0 +1,94 @@
+"""Atomic checkpoints and the RNG bookkeeping that makes ``resume`` bit-for-bit.
+
+A checkpoint is one file, ``<checkpoint_dir>/last.pt``, written by rank 0 to a temporary file in
+the same directory and moved into place with :func:`os.replace` (atomic on POSIX), so a crash or a
+signal during the write never leaves a truncated checkpoint. It holds plain containers and tensors
+only, so it loads with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINT_NAME = "last.pt"
+FORMAT_VERSION = 1
+
+
+def capture_rng(generator: torch.Generator | None = None) -> dict[str, Any]:
+    """The state of every RNG training can touch: torch (CPU and CUDA), numpy, python, a loader's."""
+    keys, pos, has_gauss, cached = np.random.get_state()[1:]
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(cached)],
+        "python": _py_state_to_list(random.getstate()),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
+        "loader": generator.get_state() if generator is not None else None,
+    }
+    return state
+
+
+def restore_rng(state: dict[str, Any], generator: torch.Generator | None = None) -> None:
+    """Inverse of :func:`capture_rng`."""
+    torch.set_rng_state(state["torch"])
+    keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(_py_state_from_list(state["python"]))
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if generator is not None and state.get("loader") is not None:
+        generator.set_state(state["loader"])
+
+
+def _py_state_to_list(s: tuple) -> list:
+    version, internal, gauss = s
+    return [version, list(internal), gauss]
+
+
+def _py_state_from_list(s: list) -> tuple:
+    version, internal, gauss = s
+    return (version, tuple(internal), gauss)
+
+
+def checkpoint_path(checkpoint_dir: str | os.PathLike) -> Path:
+    return Path(checkpoint_dir) / CHECKPOINT_NAME
+
+
+def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file next to ``path``, fsync, then ``os.replace`` onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(
+    checkpoint_dir: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> dict[str, Any] | None:
+    """The last checkpoint in ``checkpoint_dir``, or ``None`` if there is none yet."""
+    path = checkpoint_path(checkpoint_dir)
+    if not path.exists():
+        return None
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    if ckpt.get("format") != FORMAT_VERSION:
+        raise RuntimeError(
+            f"{path} was written by an incompatible version of toolkit_core.fit (format {ckpt.get('format')!r}, "
+            f"expected {FORMAT_VERSION}); start a fresh run with resume=False or another checkpoint_dir"
+        )
+    return ckpt
