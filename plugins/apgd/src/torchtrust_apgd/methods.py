@@ -101,16 +101,18 @@ class APGD(Attack):
 
     @staticmethod
     def checkpoints(steps: int) -> list[int]:
-        """Iterations after which the step size is checked: ``w_j = ceil(p_j * steps)``, ``j >= 1``.
+        """Iterations after which the step size is checked: ``w_j = ceil(p_j * steps)`` for ``j >= 1``.
 
-        Same as the reference code's window lengths ``0.22N, then -0.03N each, at least 0.06N``.
+        ``p_0 = 0``, ``p_1 = 0.22``, ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)`` while ``<= 1``
+        (for 100 steps: 22, 41, 57, 70, 80, 87, 93, 99, as in the reference code).
         """
-        k, k_min, decr = max(int(0.22 * steps), 1), max(int(0.06 * steps), 1), max(int(0.03 * steps), 1)
-        out, w = [], 0
-        while w + k <= steps:
-            w += k
-            out.append(w)
-            k = max(k - decr, k_min)
+        p_prev, p = 0.0, 0.22
+        out: list[int] = []
+        while p <= 1.0 + 1e-9:
+            w = math.ceil(p * steps - 1e-9)
+            if w >= 1 and (not out or w > out[-1]):
+                out.append(w)
+            p_prev, p = p, p + max(p - p_prev - 0.03, 0.06)
         return out
 
     # ------------------------------------------------------------------ helpers
