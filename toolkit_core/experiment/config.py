@@ -68,12 +68,12 @@ STAGES = ("train", "robustness", "attribution", "generative", "metrics")
 
 #: Settings and their defaults (full, quick). Types are checked against the full default.
 SETTINGS: dict[str, dict[str, tuple[Any, Any]]] = {
-    "data": {"size": (16, 16), "train_size": (0, 500), "test_size": (0, 200), "batch_size": (64, 64)},
+    "data": {"size": (16, 16), "train_size": (0, 0), "test_size": (0, 200), "batch_size": (32, 32)},
     "model": {"width": (16, 8), "hidden": (64, 32)},
-    "train": {"epochs": (6, 2), "lr": (0.002, 0.003), "optimizer": ("adam", "adam"),
+    "train": {"epochs": (6, 3), "lr": (0.002, 0.003), "optimizer": ("adam", "adam"),
               "attack_eps": (0.3, 0.3), "attack_alpha": (0.075, 0.1), "attack_steps": (5, 3)},
     "analysis": {"randomization": (True, True), "photos": (True, True), "photo_size": (224, 64),
-                 "vgg": (True, False), "samples": (8, 4), "sufficiency": (True, True)},
+                 "samples": (16, 8), "sufficiency": (True, True)},
     "generative": {"mixtures": (["ring", "grid"], ["ring", "grid"]), "epochs": (400, 60),
                    "samples": (2500, 2500), "seeds": (1, 1), "train_points": (2000, 512)},
 }
@@ -94,6 +94,14 @@ class MethodSpec:
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     line: int | None = None
     attack: MethodSpec | None = None  # for defenses: the attack used in training
+    key_lines: dict[str, int] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    def line_of(self, message: str) -> int | None:
+        """The line of the first parameter a message names, else the line of the method's name."""
+        for key in sorted(self.key_lines, key=lambda k: message.find(f"{k}")):
+            if key != "name" and re.search(rf"\b{re.escape(key)}\b", message):
+                return self.key_lines[key]
+        return self.key_lines.get("name", self.line)
 
     @property
     def label(self) -> str:
@@ -240,7 +248,8 @@ def _method_spec(entry: Any, section: str, index: int, lines: _Lines, problems: 
         problems.append((where, f"each [[{section}]] entry needs name = \"...\" (a registered method name)"))
         return None
     params = {k: v for k, v in entry.items() if k not in ("name", "attack")}
-    spec = MethodSpec(entry["name"], params, where)
+    key_lines = {k: line for k in entry if (line := lines.of(section, index, k)) is not None}
+    spec = MethodSpec(entry["name"], params, where, key_lines=key_lines)
     if "attack" in entry:
         if section != "defenses":
             problems.append((lines.of(section, index, "attack"), "only defenses take an attack table"))
@@ -251,8 +260,9 @@ def _method_spec(entry: Any, section: str, index: int, lines: _Lines, problems: 
                 problems.append((lines.of(section, index, "attack"),
                                  'attack must be a table like { name = "pgd", eps = 0.3 }'))
             else:
-                spec.attack = MethodSpec(a["name"], {k: v for k, v in a.items() if k != "name"},
-                                         lines.of(section, index, "attack"))
+                at = lines.of(section, index, "attack")
+                spec.attack = MethodSpec(a["name"], {k: v for k, v in a.items() if k != "name"}, at,
+                                         key_lines={"name": at} if at else {})
     return spec
 
 
@@ -319,7 +329,8 @@ def _check_method(spec: MethodSpec, kind: str, problems: list, created: bool = T
             validate_params(_manager().get_info(spec.name, kind), spec.params)
         return True
     except Exception as exc:  # noqa: BLE001 - every problem is reported, with its line
-        problems.append((spec.line, f"{kind} '{spec.name}': {str(exc).splitlines()[0]}"))
+        message = str(exc).splitlines()[0]
+        problems.append((spec.line_of(message), f"{kind} '{spec.name}': {message}"))
         return False
 
 

@@ -106,6 +106,13 @@ torch {d['versions']['torch']} · total {sum(d['timings_s'].values()):.0f} s</p>
 <nav>{' · '.join(f"<a href='#{s}'>{s}</a>" for s in d['stages'])}</nav>
 {''.join(sections)}
 <p class="meta">All numbers are in results.json next to this file.</p>
+<script>
+window.addEventListener("load", function () {{
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) {{ return i.complete && i.naturalWidth > 0; }}).length;
+  document.body.setAttribute("data-images-loaded", ok + "/" + imgs.length);
+}});
+</script>
 </body></html>"""
     path = out / "index.html"
     path.write_text(page, encoding="utf-8")
