@@ -180,9 +180,7 @@ class CompositeResolver:
         value = self.lookup(name, module)
         if value is None:
             return None
-        key = id(value) if not isinstance(value, (str, tuple)) else value
-        if isinstance(value, Mapping):
-            key = id(value)
+        key = value if isinstance(value, str) else id(value)
         if key not in self._cache:
             self._cache[key] = make_rule(value, self.params, self.rules)
         return self._cache[key]

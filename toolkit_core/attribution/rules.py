@@ -50,10 +50,10 @@ def stabilize(den: Tensor, eps: float) -> Tensor:
 
 
 def stabilized_divide(num: Tensor, den: Tensor, eps: float) -> Tensor:
-    """``num / (den + eps * sign(den))``, ``sign(0) = 1``; ``0/0 := 0`` when ``eps == 0``."""
-    if eps == 0:
-        return torch.where(den == 0, torch.zeros_like(num), num / torch.where(den == 0, 1.0, den))
-    return num / stabilize(den, eps)
+    """``num / (den + eps * sign(den))``, ``sign(0) = 1``; a zero denominator (only possible for
+    ``eps == 0``) gives 0."""
+    d = stabilize(den, eps) if eps else den
+    return torch.where(d == 0, torch.zeros_like(num), num / torch.where(d == 0, torch.ones_like(d), d))
 
 
 class Rule:
@@ -93,6 +93,7 @@ class LinearRule(Rule):
     use_bias: bool = True
     modifies_weight: ClassVar[bool] = True
     divide = staticmethod(stabilized_divide)
+    multiply = staticmethod(torch.mul)
 
     def weight(self, w: Tensor) -> Tensor:
         return w
@@ -106,7 +107,7 @@ class LinearRule(Rule):
 
     def backward(self, layer, state, g):
         ratio, w = state
-        return layer.backward(g * ratio, w)
+        return layer.backward(self.multiply(g, ratio), w)
 
 
 class Epsilon(LinearRule):

@@ -1,0 +1,34 @@
+"""Deep Taylor decomposition on the modified-backprop engine."""
+
+from __future__ import annotations
+
+from toolkit_core.attribution import rules as core
+from toolkit_core.attribution.base import ModifiedBackprop
+
+
+class DTD(ModifiedBackprop):
+    """Deep Taylor decomposition (Montavon et al. 2017).
+
+    Hidden layers (``a >= 0``): ``R_j = sum_k a_j w_jk+ / sum_j a_j w_jk+ R_k`` (z+). First layer,
+    ``l <= x <= h``: ``R_j = sum_k (x_j w_jk - l_j w_jk+ - h_j w_jk-) / sum_j (same) R_k`` (zB).
+    ``low``/``high``: the pixel bounds (floats); ``None`` takes the per-channel range of the batch.
+    """
+
+    name = "dtd"
+    summary = "Deep Taylor decomposition: z+ on hidden layers, zB (box-constrained) on the first layer."
+    citation = "arXiv:1512.02479"
+    multiply_input = True
+    rules = {"zplus": core.ZPlus, "zbox": core.ZBox}
+
+    def __init__(self, low: float | None = None, high: float | None = None, epsilon: float = 1e-6):
+        if low is not None and high is not None and low >= high:
+            raise ValueError(f"dtd: low must be smaller than high, got low={low}, high={high}")
+        if epsilon < 0:
+            raise ValueError(f"dtd: epsilon must be >= 0, got {epsilon}")
+        self.low, self.high, self.epsilon = low, high, epsilon
+
+    def composite(self):
+        return {"first": "zbox", "conv": "zplus", "linear": "zplus", "bn": "lrp_epsilon", "activation": "pass"}
+
+    def rule_params(self):
+        return {"low": self.low, "high": self.high, "epsilon": self.epsilon}

@@ -1,0 +1,20 @@
+"""torchtrust plugin: layer-wise relevance propagation (Bach et al. 2015, doi:10.1371/journal.pone.0130140).
+
+Method ``lrp`` (``composite=`` a name or a dict, or one ``rule=`` for every conv/dense layer).
+Rules: ``lrp_0``, ``lrp_epsilon``, ``lrp_gamma``, ``lrp_alpha_beta``, ``lrp_flat``, ``lrp_wsquare``
+(plus ``lrp_zplus`` and ``lrp_zbox`` used by the composites). Composites: ``epsilon_plus_flat``,
+``epsilon_gamma_box``, ``epsilon_alpha2_beta1``. Look them up with
+``toolkit_core.attribution.get_rule`` / ``get_composite``. Kernels: the stabilized divide
+``torchtrust_lrp::stabilized_divide`` and the backward multiply ``torchtrust_lrp::multiply``.
+"""
+
+from toolkit_core import hookimpl
+
+from .methods import COMPOSITES, LRP, RULES
+
+__all__ = ["LRP", "RULES", "COMPOSITES"]
+
+
+@hookimpl
+def torchtrust_register_attribution_rules(register):
+    register(LRP)

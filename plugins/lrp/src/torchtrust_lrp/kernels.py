@@ -1,0 +1,55 @@
+"""The plugin's ops (reference in PyTorch, Triton kernels for CUDA).
+
+* ``stabilized_divide(num, den, eps) = num / (den + eps * sign(den))`` with ``sign(0) = 1``; a zero
+  denominator (possible only for ``eps == 0``) gives 0 -- the forward-time ratio ``z / z'``.
+* ``multiply(g, r) = g * r`` -- the backward-time scaling of the incoming signal.
+"""
+
+import torch
+from torch import Tensor
+
+from toolkit_core import kernels
+
+
+def _stabilized_divide(num: Tensor, den: Tensor, eps: float) -> Tensor:
+    d = den + eps * torch.where(den >= 0, 1.0, -1.0).to(den.dtype)
+    return torch.where(d == 0, torch.zeros_like(num), num / torch.where(d == 0, torch.ones_like(d), d))
+
+
+def _multiply(g: Tensor, r: Tensor) -> Tensor:
+    return g * r
+
+
+def _divide_examples(dtype: torch.dtype, device: str) -> list[tuple[Tensor, Tensor, float]]:
+    gen = torch.Generator(device=device).manual_seed(0)
+    out = []
+    for s, eps in [((4, 3, 17, 19), 1e-6), ((2, 1000), 0.25), ((3, 5), 0.0)]:
+        num = torch.randn(s, generator=gen, dtype=dtype, device=device)
+        den = torch.randn(s, generator=gen, dtype=dtype, device=device) + 0.05
+        den.view(-1)[::7] = 0.0  # exercise sign(0) = 1 and 0/0 := 0
+        out.append((num, den, eps))
+    return out
+
+
+def _multiply_examples(dtype: torch.dtype, device: str) -> list[tuple[Tensor, Tensor]]:
+    gen = torch.Generator(device=device).manual_seed(1)
+    return [
+        (torch.randn(s, generator=gen, dtype=dtype, device=device),
+         torch.randn(s, generator=gen, dtype=dtype, device=device))
+        for s in [(4, 3, 17, 19), (2, 1000), (3, 5)]
+    ]
+
+
+stabilized_divide = kernels.declare(
+    "torchtrust_lrp::stabilized_divide",
+    reference=_stabilized_divide,
+    triton="torchtrust_lrp.triton_kernels:stabilized_divide",
+    examples=_divide_examples,
+)
+
+multiply = kernels.declare(
+    "torchtrust_lrp::multiply",
+    reference=_multiply,
+    triton="torchtrust_lrp.triton_kernels:multiply",
+    examples=_multiply_examples,
+)

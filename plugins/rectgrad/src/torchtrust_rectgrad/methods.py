@@ -1,0 +1,58 @@
+"""RectGrad on the modified-backprop engine."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from toolkit_core.attribution.base import ModifiedBackprop
+from toolkit_core.attribution.rules import ActivationRule
+
+from .kernels import rectify
+
+
+class RectifiedReLU(ActivationRule):
+    """``R_in = 1[a * R_out > tau] * R_out``, ``tau`` = q-th percentile of ``a * R_out`` per sample.
+
+    ``a`` is the ReLU's output (its activation).
+    """
+
+    name = "rectgrad_relu"
+
+    def __init__(self, q: float = 98.0):
+        if not 0 <= q <= 100:
+            raise ValueError(f"q is a percentile and must lie in [0, 100], got {q}")
+        self.q = float(q)
+
+    def check(self, module: nn.Module) -> str | None:
+        if isinstance(module, (nn.ReLU, nn.Hardtanh)):
+            return None
+        return "RectGrad defines a rule for ReLU, ReLU6 and Hardtanh only"
+
+    def forward(self, layer, a, z):
+        return z  # the activation; ruled modules run out of place, so it is not overwritten
+
+    def backward(self, layer, act, g):
+        return rectify(act, g, self.q)
+
+
+class RectGrad(ModifiedBackprop):
+    """Rectified gradient (Kim et al. 2019): ``R_in = 1[a * R_out > tau] * R_out`` at every ReLU.
+
+    ``tau`` is the ``q``-th percentile of ``a * R_out`` per sample over (C, H, W) (default 98);
+    linear layers use the plain gradient; the final map is multiplied by the input.
+    """
+
+    name = "rectgrad"
+    summary = "Rectified gradient: ReLU backward keeps only the units with the top (100-q)% importance."
+    citation = "arXiv:1902.04893"
+    kernels = ("torchtrust_rectgrad::rectify",)
+    multiply_input = True
+    rules = {"rectgrad_relu": RectifiedReLU}
+
+    def __init__(self, q: float = 98.0):
+        if not 0 <= q <= 100:
+            raise ValueError(f"rectgrad: q is a percentile and must lie in [0, 100], got {q}")
+        self.q = q
+
+    def composite(self):
+        return {"activation": RectifiedReLU(self.q), "conv": "gradient", "linear": "gradient", "bn": "gradient"}
