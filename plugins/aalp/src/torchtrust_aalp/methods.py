@@ -245,7 +245,8 @@ class AALP(Defense):
         loss = ce + pair
         with torch.no_grad():
             logs = {
-                "loss": float(loss), "ce": float(ce), "pair": float(pair), "p": float(self.p if use_dropout else 0.0),
+                "loss": float(loss.detach()), "ce": float(ce.detach()), "pair": float(pair.detach()),
+                "p": float(self.p if use_dropout else 0.0),
                 "w_min": float(w.min()), "w_max": float(w.max()),
                 "clean_acc": float((z.argmax(1) == y).float().mean()),
                 "adv_acc": float((z_adv.argmax(1) == y).float().mean()),

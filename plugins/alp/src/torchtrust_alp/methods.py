@@ -72,7 +72,7 @@ class ALP(Defense):
         loss = ce + pair
         with torch.no_grad():
             logs = {
-                "loss": float(loss), "ce": float(ce), "pair": float(pair),
+                "loss": float(loss.detach()), "ce": float(ce.detach()), "pair": float(pair.detach()),
                 "clean_acc": float((z.argmax(1) == y).float().mean()),
                 "adv_acc": float((z_adv.argmax(1) == y).float().mean()),
             }

@@ -128,7 +128,7 @@ class TRADES(Defense):
         loss = ce + self.beta * kl
         with torch.no_grad():
             logs = {
-                "loss": float(loss), "ce": float(ce), "kl": float(kl),
+                "loss": float(loss.detach()), "ce": float(ce.detach()), "kl": float(kl.detach()),
                 "clean_acc": float((z.argmax(1) == y).float().mean()),
                 "adv_acc": float((z_adv.argmax(1) == y).float().mean()),
             }
