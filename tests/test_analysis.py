@@ -226,7 +226,8 @@ def test_convergence_of_the_gradient_matches_the_formula(digits_model):
     n = 6
     r = cosine_similarity_convergence(model, "gradient", x[:1], n=n, seed=4)
     _assert_same(model, before)
-    assert r.inject_at == "head" and r.layers == ["head", "fc", "features.3", "features.0"]
+    assert r.inject_at == "head" and r.layers == ["head", "fc", "features.3", "features.0", "attribution"]
+    assert r.median[-1] == pytest.approx(r.median[-2])  # the gradient map is the signal at the input
     # at the input of the head the back-propagated vectors are W_head^T r_i (plain gradient)
     rs = torch.randn((n, 10), generator=torch.Generator().manual_seed(4))
     v = (rs @ model.head.weight.detach()).double()
@@ -319,3 +320,33 @@ def test_bad_arguments_give_clear_errors(digits_model):
     with pytest.raises(TypeError, match="torch.nn.Module"):
         input_alignment("not a model", x, None, "gradient")
     _assert_same(model, before)
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def test_plots_write_pngs(tmp_path, digits_model):
+    import matplotlib.image as mpimg
+
+    from toolkit_core.analysis import plots
+
+    model, x = digits_model
+    r = cascading_randomization(model, x[:2], None, ["gradient", "input_x_gradient"], max_blocks=2, keep_maps=True)
+    assert r.maps["gradient"].shape == (3, 2, 1, 16, 16)  # original + 2 steps
+    plots.randomization_grid(r, x[:2], path=tmp_path / "grid.png")
+    plots.similarity_curves(r, "ssim_flip", path=tmp_path / "ssim.png")
+    s = key_information_sufficiency(model, x, None, "gradient", ks=(10, 50))
+    plots.sufficiency_curves([s], path=tmp_path / "suff.png")
+    a = input_alignment(model, x[:2], None, "gradient", layerwise=False)
+    plots.alignment_bars([a], path=tmp_path / "align.png")
+    for name in ("grid", "ssim", "suff", "align"):
+        img = mpimg.imread(tmp_path / f"{name}.png")
+        assert img.ndim == 3 and img.shape[0] > 50 and img.shape[1] > 50
+    # the grid has 2 rows of methods and 4 columns (input, original, 2 steps): wider than tall
+    grid = mpimg.imread(tmp_path / "grid.png")
+    assert grid.shape[1] > grid.shape[0]
+    h = plots.heatmap_array(torch.tensor([[-4.0, 2.0], [1.0, 0.0]]), percentile=100)
+    np.testing.assert_allclose(h, [[-1.0, 0.5], [0.25, 0.0]])
+    no_maps = cascading_randomization(model, x[:1], None, "gradient", max_blocks=1)
+    with pytest.raises(ValueError, match="keep_maps=True"):
+        plots.randomization_grid(no_maps, x[:1])

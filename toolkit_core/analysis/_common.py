@@ -340,6 +340,8 @@ class Recorder:
             act = a.detach().clone()
 
             def grad_hook(g, act=act):
+                if g is None:  # a rule that writes relevance directly (flat, zB at the input) sends nothing
+                    return None
                 self.acts[name] = act
                 self.rels[name] = g.detach().clone()
 
@@ -378,19 +380,22 @@ class Injector:
 INPUT = "<input>"
 
 
-def relevance_quantity(quantity: str, attribution: torch.Tensor, rec: Recorder) -> str:
+def relevance_quantity(quantity: str, attribution: torch.Tensor, rec: Recorder, method: Any = None) -> str:
     """``"signal"`` or ``"relevance"``: what to call the relevance at a layer, given the method's output.
 
     Autograd carries the *signal* ``c`` (the gradient, or GBP's modified gradient, or the LRP engine's
     ``c = R / z``). Methods whose final map is ``x * c(x)`` (input x gradient, LRP, DTD, RectGrad)
     report relevance ``R = a * c``; methods whose map is ``c(x)`` itself (gradient, GBP, deconvnet)
     report the signal. ``quantity="auto"`` decides by comparing the method's map with ``c`` and
-    ``x * c`` at the model input.
+    ``x * c`` at the model input (methods of the modified-backprop engine declare it: ``multiply_input``).
     """
     if quantity in ("signal", "relevance"):
         return quantity
     if quantity != "auto":
         raise ValueError(f"quantity must be 'auto', 'signal' or 'relevance', got {quantity!r}")
+    declared = getattr(method, "multiply_input", None)
+    if isinstance(declared, bool):
+        return "relevance" if declared else "signal"
     c, x = rec.rels.get(INPUT), rec.acts.get(INPUT)
     if c is None or c.shape != attribution.shape:
         return "signal"

@@ -107,7 +107,7 @@ def input_alignment(
         with Recorder(dict(layers), root=model) as rec:
             a = run_method(m.method, model, x, t)
     per_sample = cosine_rows(a, x - base).numpy()
-    kind = relevance_quantity(quantity, a, rec)
+    kind = relevance_quantity(quantity, a, rec, m.method)
     lw = np.full((len(layers), len(x)), np.nan)
     for i, (name, _) in enumerate(layers):
         if name in rec.rels and rec.rels[name].shape == rec.acts[name].shape and rec.acts[name].shape[0] == len(x):

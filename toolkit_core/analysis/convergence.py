@@ -7,7 +7,9 @@ layer ``L`` (``inject_at``), back-propagate each with the method's rule, and rea
 
     CSC_l = median_{i < j} | cos(R_l^(i), R_l^(j)) |
 
-(pooled over the pairs of every sample). Near 1: whatever relevance is injected, the rule maps it to
+(pooled over the pairs of every sample), and the same for the method's output maps (level
+``"attribution"``: exactly what a user sees, including relevance that a first-layer rule such as
+flat or zB writes directly). Near 1: whatever relevance is injected, the rule maps it to
 (nearly) the same direction -- the explanation no longer depends on the layers above ``L``. The plain
 gradient is a linear map ``J^T r`` and stays well below 1; GBP and LRP z+ (alpha1-beta0) converge.
 """
@@ -35,12 +37,16 @@ from ._common import (
     run_method,
 )
 
-__all__ = ["ConvergenceResult", "cosine_similarity_convergence"]
+__all__ = ["ATTRIBUTION", "ConvergenceResult", "cosine_similarity_convergence"]
+
+#: name of the last level: the method's output map (the relevance that reaches the input)
+ATTRIBUTION = "attribution"
 
 
 @dataclass
 class ConvergenceResult:
-    """``layers[0]`` is the layer relevance was injected at; ``median[k]`` its CSC, going down to the input."""
+    """``layers[0]`` is the layer relevance was injected at; ``median[k]`` the CSC at the input of ``layers[k]``,
+    going down; the last level, ``"attribution"``, compares the method's output maps."""
 
     method: str
     inject_at: str
@@ -66,7 +72,8 @@ class ConvergenceResult:
 
     def table(self) -> str:
         rows = [f"cosine similarity convergence of {self.method} (n={self.n} vectors injected at {self.inject_at})"]
-        rows += [f"  input of {n:<24} median |cos| = {v:.3f}" for n, v in zip(self.layers, self.median)]
+        rows += [f"  {'' if n == ATTRIBUTION else 'input of '}{n:<24} median |cos| = {v:.3f}"
+                 for n, v in zip(self.layers, self.median)]
         return "\n".join(rows)
 
     def __str__(self) -> str:
@@ -138,15 +145,15 @@ def cosine_similarity_convergence(
             raise ValueError(f"no layer with parameters at or below {inj!r}; choose a higher layer")
         out_shape = _output_shape(model, x[:1], inj_mod)
         g = torch.Generator().manual_seed(seed)
-        meds = np.full((len(below), len(x)), np.nan)
-        pooled: list[list[torch.Tensor]] = [[] for _ in below]
+        meds = np.full((len(below) + 1, len(x)), np.nan)
+        pooled: list[list[torch.Tensor]] = [[] for _ in range(len(below) + 1)]
         for i in range(len(x)):
             xi = x[i : i + 1].expand(n, *x.shape[1:]).contiguous()
             r = torch.randn((n, *out_shape[1:]), generator=g).to(x.device, x.dtype)
             rec_mods = {nm: mods[nm] for nm in below}
             with Recorder(rec_mods, root=model) as rec, Injector(inj_mod, r) as injector:
                 amap = run_method(m.method, model, xi, 0)
-            kind = relevance_quantity(quantity, amap, rec)
+            kind = relevance_quantity(quantity, amap, rec, m.method)
             if not injector.fired:
                 raise RuntimeError(
                     f"{m.label}: no backward pass reached layer {inj!r}, so relevance could not be injected there; "
@@ -158,9 +165,13 @@ def cosine_similarity_convergence(
                     c = _pairwise_abs_cos(v)
                     pooled[k].append(c)
                     meds[k, i] = float(c.median())
-    order = list(range(len(below)))[::-1]  # from the injection point down to the input
+            c = _pairwise_abs_cos(amap)  # the method's own output: the relevance that reaches the input
+            pooled[-1].append(c)
+            meds[-1, i] = float(c.median())
+    order = list(range(len(below)))[::-1] + [len(below)]  # from the injection point down to the input
     median = [float(torch.cat(pooled[k]).median()) if pooled[k] else float("nan") for k in order]
-    return ConvergenceResult(m.label, inj, n, [below[k] for k in order], median, meds[order], kind)
+    names = [*below, ATTRIBUTION]
+    return ConvergenceResult(m.label, inj, n, [names[k] for k in order], median, meds[order], kind)
 
 
 def _first_call(model: nn.Module, x: torch.Tensor, modules: dict[str, nn.Module]) -> list[str]:
