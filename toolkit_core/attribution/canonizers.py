@@ -53,10 +53,33 @@ def batchnorm_pairs(model: nn.Module) -> dict[str, str]:
 def fold(layer: LinearLayer, bn: nn.Module, name: str) -> LinearLayer:
     """The layer ``a -> bn(layer(a))`` as one linear layer with ``W' = s W``, ``b' = s b + t``."""
     s, t = batchnorm_affine(bn)
-    w = layer.weight * s.view(-1, *([1] * (layer.weight.dim() - 1)))
     b = t if layer.bias is None else s * layer.bias + t
-    cls = ConvLayer if isinstance(layer, ConvLayer) else DenseLayer
-    return cls(layer.module, name, w, b, layer.input_shape)
+    cls = _FoldedConv if isinstance(layer, ConvLayer) else _FoldedDense
+    folded = cls(layer.module, name, layer.weight, b, layer.input_shape)
+    folded.scale = s.view(-1, *([1] * (layer.weight.dim() - 1)))
+    return folded
+
+
+class _Folded:
+    """``weight`` is computed on access (``s * W``), so no folded copy of the weights stays alive."""
+
+    scale: torch.Tensor
+
+    @property
+    def weight(self):
+        return self._raw_weight * self.scale
+
+    @weight.setter
+    def weight(self, value):
+        self._raw_weight = value
+
+
+class _FoldedConv(_Folded, ConvLayer):
+    pass
+
+
+class _FoldedDense(_Folded, DenseLayer):
+    pass
 
 
 @contextlib.contextmanager

@@ -98,16 +98,18 @@ class LinearRule(Rule):
     def weight(self, w: Tensor) -> Tensor:
         return w
 
+    def _w(self, layer) -> Tensor:
+        return layer.weight if not self.modifies_weight else self.weight(layer.weight)
+
     def forward(self, layer, a, z):
         if not self.modifies_weight and self.use_bias:
-            return self.divide(z, z, self.epsilon), layer.weight
-        w = self.weight(layer.weight)
-        den = layer.forward(a, w, layer.bias if self.use_bias else None)
-        return self.divide(z, den, self.epsilon), w
+            return self.divide(z, z, self.epsilon)
+        den = layer.forward(a, self._w(layer), layer.bias if self.use_bias else None)
+        return self.divide(z, den, self.epsilon)
 
     def backward(self, layer, state, g):
-        ratio, w = state
-        return layer.backward(self.multiply(g, ratio), w)
+        # modified weights are recomputed here rather than kept: the state holds one tensor of z's size
+        return layer.backward(self.multiply(g, state), self._w(layer))
 
 
 class Epsilon(LinearRule):
@@ -182,10 +184,12 @@ class AlphaBeta(Rule):
             zn = layer.forward(ap, wn, None) + layer.forward(an, wp, None)
         sp = self.divide(z, zp, self.epsilon) * self.alpha
         sn = self.divide(z, zn, self.epsilon) * self.beta
-        return sp, sn, wp, wn, None if nonneg else a > 0
+        return sp, sn, None if nonneg else a > 0
 
     def backward(self, layer, state, g):
-        sp, sn, wp, wn, pos = state
+        sp, sn, pos = state
+        w = layer.weight
+        wp, wn = w.clamp(min=0), w.clamp(max=0)
         if pos is None:
             return layer.backward(g * sp, wp) - layer.backward(g * sn, wn)
         on_pos = layer.backward(g * sp, wp) - layer.backward(g * sn, wn)
@@ -206,8 +210,8 @@ class Flat(LinearRule):
         return torch.ones_like(w)
 
     def forward(self, layer, a, z):
-        w = self.weight(layer.weight)
-        return self.divide(z, layer.forward(torch.ones_like(a), w, None), self.epsilon), w
+        ones = torch.ones((1, *a.shape[1:]), dtype=a.dtype, device=a.device)
+        return self.divide(z, layer.forward(ones, self.weight(layer.weight), None), self.epsilon)
 
 
 class WSquare(Flat):
@@ -246,10 +250,11 @@ class ZBox(Rule):
         w = layer.weight
         wp, wn = w.clamp(min=0), w.clamp(max=0)
         den = layer.forward(a, w, None) - layer.forward(low, wp, None) - layer.forward(high, wn, None)
-        return self.divide(z, den, self.epsilon), a, low, high, wp, wn
+        return self.divide(z, den, self.epsilon), a, low, high
 
     def backward(self, layer, state, g):
-        ratio, a, low, high, wp, wn = state
+        ratio, a, low, high = state
+        wp, wn = layer.weight.clamp(min=0), layer.weight.clamp(max=0)
         s = g * ratio
         return a * layer.backward(s, layer.weight) - low * layer.backward(s, wp) - high * layer.backward(s, wn)
 
