@@ -1,0 +1,243 @@
+"""The GAN loop that consumes a prior: plain GAN and MMCGAN.
+
+One generator step on a batch of training points ``x_i`` (indices ``i``) minimizes
+
+    L_G = E_z[ softplus(-D(G(z))) ]  +  mu * mean_i |G([c_i, 0]) - x_i|^2,    z = [prior.sample(), noise]
+
+(the non-saturating GAN loss of Goodfellow et al. 2014, arXiv:1406.2661, plus, when ``pair_weight = mu > 0``,
+the MMCGAN pairing term: every training point has its own code ``c_i = prior.codes[i]``, so no mode can
+be dropped; Zheng, Sang & Xu, MMCGAN). The discriminator step minimizes
+``softplus(-D(x)) + softplus(D(G(z)))``. ``prior = gaussian`` and ``pair_weight = 0`` is the plain GAN.
+
+Checkpoints: ``<checkpoint_dir>/last.pt`` after every epoch, written atomically (temporary file +
+``os.replace``) by rank 0, with both networks, both optimizers, the prior's state, every RNG and the
+history; ``resume=True`` continues from it and reproduces an uninterrupted run bit for bit on CPU.
+Distributed: when ``torch.distributed`` is initialized (or under ``torchrun``), each rank loads its
+shard through a ``DistributedSampler``, gradients are averaged with ``all_reduce`` after every backward
+pass, initial weights are broadcast from rank 0, and only rank 0 writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
+
+from ..training import distributed as dist_utils
+from ..training.checkpoint import capture_rng, restore_rng, save_atomic
+from ..training.history import History
+
+CHECKPOINT_NAME = "gan_last.pt"
+FORMAT = 1
+
+
+def _training_tensor(data) -> torch.Tensor:
+    """The training points as one ``(N, ...)`` float tensor (first element of each batch or item)."""
+    if isinstance(data, torch.Tensor):
+        x = data
+    elif isinstance(data, (tuple, list)) and data and isinstance(data[0], torch.Tensor):
+        x = data[0]
+    elif isinstance(data, (DataLoader, Dataset)):
+        loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=1024)
+        parts = [b[0] if isinstance(b, (tuple, list)) else b for b in loader]
+        if not parts:
+            raise ValueError("data is empty; train_gan needs training points")
+        x = torch.cat(parts)
+    else:
+        raise TypeError(
+            f"data must be a tensor (N, ...), a tuple (x, y), a Dataset or a DataLoader, got {type(data).__name__}"
+        )
+    x = x.detach().float().cpu()
+    if x.dim() < 2 or len(x) < 2:
+        raise ValueError(f"data must hold at least 2 training points of shape (N, ...), got {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError("data contains NaN or infinite values")
+    return x
+
+
+def _average_gradients(module: nn.Module, world: int) -> None:
+    for p in module.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad /= world
+
+
+def _latent(prior, n: int, noise_dim: int, device) -> torch.Tensor:
+    z = torch.as_tensor(prior.sample(n)).float()
+    if noise_dim:
+        z = torch.cat([z, torch.randn(n, noise_dim)], dim=1)
+    return z.to(device)
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.fields[stats]}"), disable=not enabled, transient=True,
+    )
+
+
+def _prior_state(prior) -> dict[str, Any]:
+    if hasattr(prior, "state_dict"):
+        return {k: v for k, v in prior.state_dict().items() if v is not None}
+    return {"codes": prior.codes} if getattr(prior, "codes", None) is not None else {}
+
+
+def train_gan(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    data,
+    prior,
+    epochs: int = 10,
+    pair_weight: float = 0.0,
+    noise_dim: int = 0,
+    lr: float = 2e-4,
+    betas: tuple[float, float] = (0.5, 0.999),
+    batch_size: int = 128,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+    device: str | torch.device | None = "cpu",
+    fit_prior: bool = True,
+) -> History:
+    """Train ``generator`` against ``discriminator`` on ``data`` with latents from ``prior``.
+
+    ``generator`` maps ``(B, prior.dim + noise_dim)`` latents to samples shaped like the data;
+    ``discriminator`` maps samples to ``(B,)`` or ``(B, 1)`` logits. ``prior`` is fitted on the data
+    (``prior.fit(x)``) unless it already holds one code per point or ``fit_prior=False``.
+    ``pair_weight`` is MMCGAN's ``mu`` (0: plain GAN). Adam(``lr``, ``betas``) for both networks.
+    Returns a :class:`~toolkit_core.training.History` with the per-epoch means of ``d_loss``,
+    ``g_loss`` (adversarial part), ``pair_loss`` and ``time_s``.
+    """
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    if pair_weight < 0:
+        raise ValueError(f"pair_weight must be >= 0, got {pair_weight}")
+    if noise_dim < 0:
+        raise ValueError(f"noise_dim must be >= 0, got {noise_dim}")
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs the checkpoint_dir of the run to continue")
+    x = _training_tensor(data)
+    n = len(x)
+    ctx = dist_utils.setup(device)
+    dev = ctx.device
+    torch.manual_seed(seed)
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+
+    codes = getattr(prior, "codes", None)
+    if fit_prior and (codes is None or len(codes) != n):
+        prior.fit(x)
+    codes = getattr(prior, "codes", None)
+    if pair_weight > 0 and (codes is None or len(codes) != n):
+        raise ValueError(
+            f"pair_weight > 0 needs one prior code per training point ({n}); the prior has "
+            f"{'none' if codes is None else len(codes)}: fit it on the same data or use fit_prior=True"
+        )
+    generator.to(dev).train()
+    discriminator.to(dev).train()
+    if ctx.distributed:
+        for module in (generator, discriminator):
+            for t in list(module.parameters()) + list(module.buffers()):
+                dist.broadcast(t.data, src=0)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas)
+
+    dataset = TensorDataset(x, torch.arange(n))
+    loader_gen = torch.Generator().manual_seed(seed)
+    if ctx.distributed:
+        if batch_size % ctx.world_size:
+            raise ValueError(f"batch_size {batch_size} must be divisible by the world size {ctx.world_size}")
+        sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed)
+        loader = DataLoader(dataset, batch_size=batch_size // ctx.world_size, sampler=sampler)
+    else:
+        sampler = None
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=loader_gen)
+
+    history = History(meta={"pair_weight": pair_weight, "noise_dim": noise_dim, "prior": getattr(prior, "name", "")})
+    start = 0
+    path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    if resume and path is not None and path.exists():
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if ckpt.get("format") != FORMAT:
+            raise RuntimeError(f"{path} has checkpoint format {ckpt.get('format')!r}, expected {FORMAT}")
+        generator.load_state_dict(ckpt["generator"])
+        discriminator.load_state_dict(ckpt["discriminator"])
+        opt_g.load_state_dict(ckpt["opt_g"])
+        opt_d.load_state_dict(ckpt["opt_d"])
+        if ckpt.get("prior") and hasattr(prior, "load_state_dict"):
+            prior.load_state_dict(ckpt["prior"])
+        history = History.from_dict(ckpt["history"])
+        restore_rng(ckpt["rng"], loader_gen)
+        start = int(ckpt["epoch"])
+    codes_dev = None if getattr(prior, "codes", None) is None else torch.as_tensor(prior.codes).float().to(dev)
+
+    steps = math.ceil(len(loader))
+    with _progress(progress and ctx.is_main) as bar:
+        task = bar.add_task("train_gan", total=max(epochs - start, 0) * steps, stats="")
+        for epoch in range(start, epochs):
+            t0 = time.perf_counter()
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            sums = torch.zeros(4, dtype=torch.float64)
+            for xb, ib in loader:
+                xb = xb.to(dev)
+                b = len(xb)
+                # discriminator step
+                z = _latent(prior, b, noise_dim, dev)
+                with torch.no_grad():
+                    fake = generator(z)
+                d_loss = F.softplus(-discriminator(xb)).mean() + F.softplus(discriminator(fake)).mean()
+                opt_d.zero_grad(set_to_none=True)
+                d_loss.backward()
+                if ctx.distributed:
+                    _average_gradients(discriminator, ctx.world_size)
+                opt_d.step()
+                # generator step
+                z = _latent(prior, b, noise_dim, dev)
+                g_adv = F.softplus(-discriminator(generator(z))).mean()
+                loss = g_adv
+                pair = torch.zeros((), device=dev)
+                if pair_weight > 0:
+                    c = codes_dev[ib.to(dev)]
+                    if noise_dim:
+                        c = torch.cat([c, torch.zeros(b, noise_dim, device=dev)], dim=1)
+                    pair = (generator(c) - xb).flatten(1).pow(2).sum(1).mean()
+                    loss = loss + pair_weight * pair
+                opt_g.zero_grad(set_to_none=True)
+                loss.backward()
+                if ctx.distributed:
+                    _average_gradients(generator, ctx.world_size)
+                opt_g.step()
+                sums += torch.tensor([float(d_loss) * b, float(g_adv) * b, float(pair) * b, b], dtype=torch.float64)
+                bar.update(task, advance=1, stats=f"epoch {epoch + 1}/{epochs}  D {float(d_loss):.3f}  G {float(g_adv):.3f}")
+            dist_utils.all_reduce_(sums, ctx)
+            cnt = max(float(sums[3]), 1.0)
+            history.epochs.append({
+                "epoch": epoch + 1, "d_loss": float(sums[0]) / cnt, "g_loss": float(sums[1]) / cnt,
+                "pair_loss": float(sums[2]) / cnt, "time_s": time.perf_counter() - t0,
+            })
+            if path is not None and ctx.is_main:
+                save_atomic({
+                    "format": FORMAT, "epoch": epoch + 1,
+                    "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
+                    "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "prior": _prior_state(prior),
+                    "rng": capture_rng(loader_gen), "history": history.to_dict(),
+                }, path)
+            dist_utils.barrier(ctx)
+    dist_utils.teardown(ctx)
+    return history
