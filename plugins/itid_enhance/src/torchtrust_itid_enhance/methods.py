@@ -55,6 +55,13 @@ class ItidEnhance(Defense):
     def contract_params(cls) -> dict:
         return {"k": 2}
 
+    def state_dict(self) -> dict:
+        """The candidate generator's state (saved in ``fit`` checkpoints for bit-exact resume)."""
+        return {"generator": self._gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._gen.set_state(state["generator"])
+
     def _candidates(self, x: torch.Tensor) -> torch.Tensor:
         """``(k, B, ...)`` random transforms of ``x``."""
         out = []
