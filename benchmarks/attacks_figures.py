@@ -42,7 +42,7 @@ def main() -> None:
     def attacks(eps):
         return {
             "FGSM": tt.create("fgsm", eps=eps),
-            "PGD-20": tt.create("pgd", eps=eps, alpha=eps / 4, steps=20, seed=0),
+            "PGD-20": tt.create("pgd", eps=eps, alpha=max(eps / 4, 1e-3), steps=20, seed=0),
             "APGD-CE (20 it.)": tt.create("apgd", eps=eps, steps=20, seed=0),
         }
 
