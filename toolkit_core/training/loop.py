@@ -299,7 +299,7 @@ def _fit(model, train_data, defense, ctx, *, epochs, optimizer, lr, weight_decay
         ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     opt = _make_optimizer(optimizer, model.parameters(), lr, weight_decay)
-    if eval_attack is None:
+    if eval_attack is None and eval_data is not None:
         eval_attack = getattr(defense, "attack", None)
     history = History(meta={"world_size": ctx.world_size, "seed": seed, "defense": repr(defense)
                             if not isinstance(defense, _PlainCE) else "none"})

@@ -1,0 +1,396 @@
+"""Defenses: (a) speed of an AALP epoch relative to a PGD-AT epoch; (b) robust accuracy on digits.
+
+(a) Speed. One training epoch of each defense with the *same* attack (L-inf PGD-10), timed in the same
+process, interleaved round-robin with rotating order (the machine is shared and noisy), median over
+``--repeats`` rounds, printed as ratios to the PGD-AT epoch. The primary figure is the process's CPU time
+(``time.process_time``; torch runs single-threaded here), because on a shared machine the wall clock also
+counts the time spent waiting for a core; wall-clock ratios are printed next to it. Target for
+``aalp / pgd_at``: <= 1.1. Also printed: ALP, TRADES and plain cross-entropy epochs, and the cost of the AALP
+objective (Guided Dropout + adaptive weights) relative to the plain pairing objective on one batch.
+
+(b) Results. For no defense, pgd_at, trades, alp and aalp (and, as a clearly labelled extra row, AALP
+with the ``contribution="abs"`` variant): train a small DigitsCNN on the 16x16 digits with
+:func:`toolkit_core.fit`, then :func:`toolkit_core.evaluate_robustness` on the test split with
+PGD-20 (2 restarts) and APGD-CE (100 iterations) at the training radius; a point is robust only if it
+survives both (worst case). ``--seeds`` seeds, mean and standard deviation; written to
+``docs/results/defenses.md`` with the per-seed numbers, plus figures in ``docs/figures/defenses_*.png``.
+
+    python benchmarks/defenses.py                 # speed + results (3 seeds), ~10 min on 2 busy cores
+    python benchmarks/defenses.py --quick         # 1 seed, 3 epochs, 600 training images: ~1 min
+    python benchmarks/defenses.py --speed-only    # just (a)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFENSES = ("none", "pgd_at", "trades", "alp", "aalp", "aalp_abs")
+LABELS = {
+    "none": "no defense", "pgd_at": "PGD-AT", "trades": "TRADES (beta=6)", "alp": "ALP (lambda=0.5)",
+    "aalp": "AALP (ours, METHODS.md reading)", "aalp_abs": "AALP variant: contribution=\"abs\" (not the spec)",
+}
+
+
+def make_defense(name: str, attack):
+    import toolkit_core as tt
+
+    if name == "none":
+        return None
+    if name == "aalp_abs":
+        return tt.create("aalp", attack=attack, contribution="abs")
+    return tt.create(name, attack=attack)
+
+
+# --------------------------------------------------------------------------- (a) speed
+
+
+def speed(repeats: int = 5, size: int = 16, n_train: int = 512, steps: int = 10, width: int = 16,
+          hidden: int = 64) -> dict[str, float]:
+    """Median epoch time of each defense with the same PGD-``steps`` attack, and ratios to PGD-AT."""
+    import toolkit_core as tt
+    from toolkit_core.data import load_digits
+    from toolkit_core.models import DigitsCNN
+
+    x, y = load_digits(size, "train").tensors
+    data = (x[:n_train], y[:n_train])
+    attack = tt.create("pgd", eps=0.1, alpha=0.025, steps=steps)
+    names = ("pgd_at", "aalp", "alp", "trades", "none")
+    times: dict[str, list[float]] = {n: [] for n in names}
+    walls: dict[str, list[float]] = {n: [] for n in names}
+    torch.manual_seed(0)
+    init = DigitsCNN(size=size, width=width, hidden=hidden).state_dict()
+    for r in range(repeats + 1):  # round 0 warms up (imports, allocator) and is discarded
+        for name in names[r % len(names):] + names[: r % len(names)]:  # rotate: no position bias
+            model = DigitsCNN(size=size, width=width, hidden=hidden)
+            model.load_state_dict(init)
+            defense = make_defense(name, attack)
+            t0, c0 = time.perf_counter(), time.process_time()
+            tt.fit(model, data, defense, epochs=1, batch_size=64, progress=False, seed=r)
+            if r:
+                times[name].append(time.process_time() - c0)
+                walls[name].append(time.perf_counter() - t0)
+    med = {n: statistics.median(v) for n, v in times.items()}
+    wall = {n: statistics.median(v) for n, v in walls.items()}
+    out = {f"{n}_epoch_s": med[n] for n in names}
+    out.update({f"{n}/pgd_at": med[n] / med["pgd_at"] for n in names if n != "pgd_at"})
+    out.update({f"wall {n}/pgd_at": wall[n] / wall["pgd_at"] for n in names if n != "pgd_at"})
+    # cost of AALP's extras on one batch (Guided Dropout + adaptive weights vs plain pairing)
+    model = DigitsCNN(size=size, width=width, hidden=hidden).train()
+    xb, yb = data[0][:64], data[1][:64]
+    xa = (xb + 0.05 * torch.randn_like(xb)).clamp(0, 1)
+    full, bare = tt.create("aalp", attack=attack), tt.create("aalp", attack=attack, adaptive=False,
+                                                            guided_dropout=False)
+    per = {}
+    for label, d in (("aalp_objective", full), ("alp_objective", bare)):
+        ts = []
+        for _ in range(5 * repeats):
+            t0 = time.process_time()
+            loss, _ = d.objective(model, xb, xa, yb)
+            loss.backward()
+            ts.append(time.process_time() - t0)
+        per[label] = statistics.median(ts)
+    out["aalp_extras/objective"] = per["aalp_objective"] / per["alp_objective"]
+    out["config"] = {"size": size, "n_train": n_train, "batch": 64, "attack": f"PGD-{steps} linf eps 0.1",
+                     "model": f"DigitsCNN(width={width}, hidden={hidden})", "repeats": repeats,
+                     "threads": torch.get_num_threads()}
+    return out
+
+
+# --------------------------------------------------------------------------- (b) results
+
+
+def train_and_evaluate(name: str, seed: int, *, size: int = 16, epochs: int = 8, eps: float = 0.1,
+                       train_steps: int = 5, n_train: int | None = None, lr: float = 3e-3, width: int = 8,
+                       hidden: int = 32, apgd_steps: int = 100) -> dict:
+    """Train one defense on the digits and evaluate it with PGD-20 and APGD-CE. Returns a dict of numbers."""
+    import toolkit_core as tt
+    from toolkit_core.data import load_digits
+    from toolkit_core.models import DigitsCNN
+
+    x, y = load_digits(size, "train").tensors
+    if n_train is not None:
+        g = torch.Generator().manual_seed(seed)
+        keep = torch.randperm(len(x), generator=g)[:n_train]
+        x, y = x[keep], y[keep]
+    test = load_digits(size, "test").tensors
+    torch.manual_seed(seed)
+    model = DigitsCNN(size=size, width=width, hidden=hidden)
+    attack = tt.create("pgd", eps=eps, alpha=2.5 * eps / train_steps, steps=train_steps)
+    t0 = time.perf_counter()
+    hist = tt.fit(model, (x, y), make_defense(name, attack), epochs=epochs, batch_size=64, lr=lr, seed=seed,
+                  progress=False)
+    train_s = time.perf_counter() - t0
+    model.eval()
+    attacks = {
+        "pgd20": tt.create("pgd", eps=eps, alpha=eps / 4, steps=20, restarts=2, seed=seed),
+        "apgd_ce": tt.create("apgd", eps=eps, steps=apgd_steps, loss="ce", seed=seed),
+    }
+    res = tt.evaluate_robustness(model, test, attacks=attacks)
+    return {
+        "defense": name, "seed": seed, "clean": res.clean_accuracy, "pgd20": res.accuracy["pgd20"],
+        "apgd_ce": res.accuracy["apgd_ce"], "worst": res.worst_case_accuracy, "train_s": train_s,
+        "history": {k: hist[k] for k in ("loss", "clean_acc")} | ({"adv_acc": hist["adv_acc"]}
+                                                                  if "adv_acc" in hist.last else {}),
+    }
+
+
+def results(seeds: int = 3, defenses=DEFENSES, **kw) -> list[dict]:
+    rows = []
+    for seed in range(seeds):
+        for name in defenses:
+            row = train_and_evaluate(name, seed, **kw)
+            print(f"  seed {seed} {name:9s} clean {row['clean']:.3f} pgd20 {row['pgd20']:.3f} "
+                  f"apgd {row['apgd_ce']:.3f} worst {row['worst']:.3f} ({row['train_s']:.1f}s)", flush=True)
+            rows.append(row)
+    return rows
+
+
+def summarize(rows: list[dict]) -> dict[str, dict[str, tuple[float, float]]]:
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for name in dict.fromkeys(r["defense"] for r in rows):
+        sel = [r for r in rows if r["defense"] == name]
+        out[name] = {}
+        for k in ("clean", "pgd20", "apgd_ce", "worst", "train_s"):
+            vals = [r[k] for r in sel]
+            out[name][k] = (statistics.mean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0)
+    return out
+
+
+def write_markdown(rows, summary, spd, config, command, path: Path) -> None:
+    n_seeds = len({r["seed"] for r in rows})
+    lines = [
+        "# Defenses on digits: clean, PGD-20 and APGD-CE accuracy",
+        "",
+        f"Generated by `{command}` (CPU only: no GPU was available in this session; a shared, noisy 2-core "
+        "machine). Numbers are test-split accuracies of the 16x16 scikit-learn digits (450 images), "
+        f"mean +- standard deviation over {n_seeds} seed(s) (model init, data order and attack noise).",
+        "",
+        "Setup: " + ", ".join(f"{k} = {v}" for k, v in config.items()) + ". Training attack: L-inf PGD "
+        f"with `steps = {config['train_steps']}` and step `2.5 eps / steps`, random start. Evaluation with "
+        "`toolkit_core.evaluate_robustness`: PGD-20 (step eps/4, 2 restarts) and APGD-CE (Croce & Hein "
+        f"2020, {config['apgd_steps']} iterations), both at the training radius; *worst case* counts a "
+        "point as robust only if it survives both attacks.",
+        "",
+        "| defense | clean | PGD-20 | APGD-CE | worst case | train time (s, wall clock, busy machine) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, s in summary.items():
+        cells = [f"{s[k][0]:.3f} +- {s[k][1]:.3f}" for k in ("clean", "pgd20", "apgd_ce", "worst")]
+        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + f" | {s['train_s'][0]:.1f} |")
+    lines += ["", "## What the numbers say", ""]
+    lines += _commentary(summary)
+    if spd:
+        lines += speed_section(spd)
+    lines += ["", "## Per-seed numbers", "", "| defense | seed | clean | PGD-20 | APGD-CE | worst |",
+              "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['defense']} | {r['seed']} | {r['clean']:.3f} | {r['pgd20']:.3f} | {r['apgd_ce']:.3f} | "
+                     f"{r['worst']:.3f} |")
+    lines += ["", "Figures: `docs/figures/defenses_results.png` (this table), `docs/figures/defenses_training.png` "
+                  "(training curves, seed 0).", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+
+
+def speed_section(spd: dict) -> list[str]:
+    lines = ["", "## Speed (one epoch, same attack)", "",
+             f"Config: {json.dumps(spd['config'])}. Median CPU time of one epoch (single-threaded process); "
+             "ratios to the PGD-AT epoch measured in the same run; wall-clock ratios for comparison.", "",
+             "| defense | epoch CPU (s) | ratio to PGD-AT (CPU) | ratio (wall clock) |", "|---|---|---|---|"]
+    for n in ("pgd_at", "aalp", "alp", "trades", "none"):
+        ratio = 1.0 if n == "pgd_at" else spd[f"{n}/pgd_at"]
+        wr = 1.0 if n == "pgd_at" else spd[f"wall {n}/pgd_at"]
+        lines.append(f"| {n} | {spd[f'{n}_epoch_s']:.3f} | {ratio:.3f} | {wr:.3f} |")
+    lines += ["", "AALP objective (Guided Dropout + adaptive weights) / plain pairing objective on one batch: "
+                  f"{spd['aalp_extras/objective']:.3f}. Target `aalp / pgd_at <= 1.1`: "
+                  f"{'met' if spd['aalp/pgd_at'] <= 1.1 else 'NOT met'}."]
+    return lines
+
+
+def _commentary(s) -> list[str]:
+    out = []
+    if "none" in s and "pgd_at" in s:
+        out.append(f"- Adversarial training matters: PGD-AT keeps {s['pgd_at']['worst'][0]:.3f} of the points under "
+                   f"the worst case of both attacks, the undefended model {s['none']['worst'][0]:.3f}.")
+    if "alp" in s and "aalp" in s:
+        a, b = s["alp"], s["aalp"]
+        verdict = "better than" if b["worst"][0] > a["worst"][0] + a["worst"][1] + b["worst"][1] else (
+            "worse than" if b["worst"][0] < a["worst"][0] - a["worst"][1] - b["worst"][1] else "within noise of")
+        out.append(f"- AALP as specified (signed contribution) is {verdict} ALP on worst-case accuracy "
+                   f"({b['worst'][0]:.3f} vs {a['worst'][0]:.3f}); clean {b['clean'][0]:.3f} vs {a['clean'][0]:.3f}.")
+        if b["clean"][0] < 0.2:
+            out.append("  It collapses to chance: dropping the features with the *lowest signed* contribution "
+                       "`h_j W[y, j]` removes the evidence *against* the true class, so in train mode the label "
+                       "leaks into the logits through the mask and the network learns to rely on it; in eval "
+                       "mode (no dropout) that crutch is gone. This is a property of our reading of the paper "
+                       "(METHODS.md), not of the implementation (see tests/ and docs/methods/aalp.md).")
+    if "aalp_abs" in s and "alp" in s:
+        c, a = s["aalp_abs"], s["alp"]
+        out.append(f"- The variant that drops the lowest |contribution| (not the spec) reaches worst case "
+                   f"{c['worst'][0]:.3f} +- {c['worst'][1]:.3f} (ALP {a['worst'][0]:.3f} +- {a['worst'][1]:.3f}).")
+    if all(k in s for k in ("pgd_at", "trades")):
+        out.append(f"- TRADES: clean {s['trades']['clean'][0]:.3f}, worst {s['trades']['worst'][0]:.3f}; "
+                   f"PGD-AT: clean {s['pgd_at']['clean'][0]:.3f}, worst {s['pgd_at']['worst'][0]:.3f}.")
+    apgd_weaker = [n for n, v in s.items() if v["apgd_ce"][0] > v["pgd20"][0] + 0.02]
+    out.append("- APGD-CE is at least as strong as PGD-20 for every defense." if not apgd_weaker else
+               f"- APGD-CE is weaker than PGD-20 (2 restarts) by more than 0.02 for: {', '.join(apgd_weaker)}.")
+    out.append("- Small model, small data, few epochs: absolute numbers are far from the papers' CIFAR/MNIST "
+               "settings; the comparison between rows is what this table is for.")
+    return out
+
+
+def figures(rows, summary) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig_dir = ROOT / "docs" / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    names = list(summary)
+    keys = [("clean", "clean"), ("pgd20", "PGD-20"), ("apgd_ce", "APGD-CE"), ("worst", "worst case")]
+    fig, ax = plt.subplots(figsize=(8, 3.4), dpi=90)
+    width = 0.8 / len(keys)
+    for i, (k, label) in enumerate(keys):
+        xs = [j + i * width for j in range(len(names))]
+        ax.bar(xs, [summary[n][k][0] for n in names], width, yerr=[summary[n][k][1] for n in names], label=label,
+               capsize=2)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names)
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1)
+    ax.legend(ncols=4, fontsize=8, loc="upper right")
+    ax.set_title("digits 16x16, L-inf eps 0.1 (mean +- std over seeds)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(fig_dir / "defenses_results.png")
+    plt.close(fig)
+
+    training_figure(rows)
+
+
+def training_figure(rows) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = dict(zip(DEFENSES, ("tab:gray", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")))
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3), dpi=90)
+    for r in rows:
+        if r["seed"] != 0:
+            continue
+        c = colors.get(r["defense"])
+        axes[0].plot(r["history"]["loss"], label=r["defense"], color=c)
+        if "adv_acc" in r["history"]:
+            axes[1].plot(r["history"]["adv_acc"], label=r["defense"], color=c)
+    axes[0].set(xlabel="epoch", ylabel="training loss (each defense's own)")
+    axes[1].set(xlabel="epoch", ylabel="train-batch adversarial acc.")
+    axes[0].legend(fontsize=7)
+    axes[1].set_title("train mode (AALP: with Guided Dropout)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(ROOT / "docs" / "figures" / "defenses_training.png")
+    plt.close(fig)
+
+
+def aalp_figure() -> None:
+    """Guided Dropout on one digit (contributions, dropped features), the p ramp, and adaptive weights."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torchtrust_aalp import adaptive_weights, guided_dropout
+
+    import toolkit_core as tt
+    from toolkit_core.data import load_digits
+    from toolkit_core.robustness import digits_model
+
+    model = digits_model(size=16)
+    x, y = load_digits(16, "test").tensors
+    x, y = x[:64], y[:64]
+    with torch.no_grad():
+        h = model.relu(model.fc(model.flatten(model.features(x))))
+        c = (h * model.head.weight[y]).numpy()
+        _, mask = guided_dropout(h, model.head.weight, y, 0.3)
+    x_adv = tt.create("pgd", eps=0.1, alpha=0.025, steps=10, seed=0)(model, x, y)
+    with torch.no_grad():
+        z_adv = model(x_adv)
+    w = adaptive_weights(z_adv, y, 0.5)
+    q = torch.softmax(z_adv, 1)[torch.arange(64), y]
+    aalp = tt.create("aalp", p_max=0.3)
+    fig, axes = plt.subplots(1, 3, figsize=(10, 2.9), dpi=90)
+    order = c[0].argsort()
+    colors = ["tab:red" if mask[0, j] == 0 else "tab:blue" for j in order]
+    axes[0].bar(range(len(order)), c[0][order], color=colors)
+    axes[0].set(title="Guided Dropout, p=0.3 (red: dropped)", xlabel="feature (sorted by h_j W[y,j])",
+                ylabel="contribution")
+    axes[1].step(range(10), [aalp.rate(e, 10) for e in range(10)], where="post")
+    axes[1].set(title="drop rate ramp (10 epochs)", xlabel="epoch", ylabel="p")
+    axes[2].scatter(q.numpy(), w.numpy(), s=8)
+    axes[2].axhline(0.5, color="gray", lw=0.8, ls="--")
+    axes[2].set(title="pairing weights (mean 0.5)", xlabel="p(y | x_adv)", ylabel="lambda_i")
+    fig.tight_layout()
+    fig.savefig(ROOT / "docs" / "figures" / "defenses_aalp.png")
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 seed, 3 epochs, 600 training images, APGD-50")
+    parser.add_argument("--speed-only", action="store_true")
+    parser.add_argument("--results-only", action="store_true")
+    parser.add_argument("--training-figure", action="store_true",
+                        help="only retrain seed 0 of every defense and redraw docs/figures/defenses_training.png")
+    parser.add_argument("--update-speed", action="store_true",
+                        help="with --speed-only: replace the speed section of an existing --out file")
+    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest for tiny models)")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "defenses.md"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    command = "python benchmarks/defenses.py" + (" --quick" if args.quick else "")
+    spd = None
+    if args.training_figure:
+        training_figure(results(1, size=16, epochs=args.epochs or 8, eps=0.1, train_steps=5, lr=3e-3, apgd_steps=10))
+        return
+    if not args.results_only:
+        spd = speed(repeats=2 if args.quick else args.repeats, n_train=256 if args.quick else 512)
+        print("(a) speed, one epoch with the same PGD-10 attack (median; ratios to PGD-AT in the same run):")
+        for k, v in spd.items():
+            print(f"  {k:24s} {v if isinstance(v, dict) else f'{v:.4f}'}")
+        print(f"  target aalp/pgd_at <= 1.1: {'met' if spd['aalp/pgd_at'] <= 1.1 else 'NOT met'}")
+    if args.speed_only:
+        if args.update_speed:
+            path = Path(args.out)
+            text = path.read_text()
+            a, b = text.index("\n## Speed"), text.index("\n## Per-seed numbers")
+            path.write_text(text[:a] + "\n".join(speed_section(spd)[1:]) + "\n" + text[b:])
+            print(f"updated the speed section of {path}")
+        return
+    config = {"size": 16, "epochs": args.epochs or (3 if args.quick else 8), "eps": 0.1, "train_steps": 5,
+              "lr": 3e-3, "optimizer": "adam", "batch": 64, "model": "DigitsCNN(width=8, hidden=32)",
+              "n_train": 600 if args.quick else "all (1347)", "apgd_steps": 50 if args.quick else 100}
+    seeds = args.seeds or (1 if args.quick else 3)
+    print(f"(b) results: {seeds} seed(s), {config}")
+    t0 = time.perf_counter()
+    rows = results(seeds, size=16, epochs=config["epochs"], eps=0.1, train_steps=5, lr=3e-3,
+                   n_train=600 if args.quick else None, apgd_steps=config["apgd_steps"])
+    summary = summarize(rows)
+    for name, s in summary.items():
+        print(f"  {name:9s} " + "  ".join(f"{k} {m:.3f}+-{sd:.3f}" for k, (m, sd) in s.items()))
+    print(f"  total {time.perf_counter() - t0:.0f}s")
+    write_markdown(rows, summary, spd, config, command, Path(args.out))
+    figures(rows, summary)
+    aalp_figure()
+    print(f"wrote {args.out} and docs/figures/defenses_*.png")
+
+
+if __name__ == "__main__":
+    main()
