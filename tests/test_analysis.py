@@ -174,6 +174,21 @@ def test_gbp_survives_top_layer_randomization_better_than_gradient(digits_model)
     assert r.mean("gbp", "ssim_flip")[0] >= gbp - 1e-12  # the sign-flip variant is a max
 
 
+def test_zplus_and_dtd_keep_their_structure_under_top_layer_randomization(digits_model):
+    from toolkit_core.catalog import list_methods
+
+    have = set(list_methods("attribution"))
+    if not {"lrp", "dtd"} <= have:
+        pytest.skip("the lrp and dtd plugins are not installed")
+    model, x = digits_model
+    methods = {"gradient": "gradient", "lrp_zplus": ("lrp", {"rule": "lrp_zplus"}), "dtd": "dtd"}
+    r = cascading_randomization(model, x, None, methods, max_blocks=1)
+    grad = r.mean("gradient", "ssim_flip")[0]
+    # z+ maps are one pattern times the target logit: compare up to the sign the new head decides
+    assert r.mean("lrp_zplus", "ssim_flip")[0] > grad + 0.2
+    assert r.mean("dtd", "ssim_flip")[0] > grad + 0.2
+
+
 # --------------------------------------------------------------------------- input alignment
 
 

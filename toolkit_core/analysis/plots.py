@@ -61,11 +61,13 @@ def _image(x: torch.Tensor) -> np.ndarray:
 
 def randomization_grid(
     result: Any, x: torch.Tensor, sample: int = 0, path: str | Path | None = None, cell: float = 1.4,
-    title: str | None = None,
+    title: str | None = None, methods: Sequence[str] | None = None, dpi: int = 80,
 ) -> Any:
     """Heatmap grid: rows = methods, columns = input, original model, then each randomization step.
 
     ``result`` must come from ``cascading_randomization(..., keep_maps=True)``; ``x`` is the batch it ran on.
+    ``methods``: a subset of ``result.methods`` (rows, in this order); ``dpi`` of the saved PNG.
+    Under each randomized map: its SSIM and sign-flip SSIM to the original map.
     """
     if result.maps is None:
         raise ValueError("the result holds no maps; run cascading_randomization(..., keep_maps=True)")
@@ -74,10 +76,14 @@ def randomization_grid(
     plt = _plt()
     cols = ["input", "original"] + [("+" if result.order == "top_down" and i else "") + b
                                     for i, b in enumerate(result.blocks)]
-    n_rows, n_cols = len(result.methods), len(cols)
+    rows = list(result.methods if methods is None else methods)
+    unknown = [m for m in rows if m not in result.methods]
+    if unknown:
+        raise ValueError(f"methods {unknown} are not in the result; it has {result.methods}")
+    n_rows, n_cols = len(rows), len(cols)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell * n_cols, cell * n_rows + 0.4), squeeze=False)
     img = _image(x[sample])
-    for r, method in enumerate(result.methods):
+    for r, method in enumerate(rows):
         maps = result.maps[method]
         for c in range(n_cols):
             ax = axes[r][c]
@@ -90,13 +96,14 @@ def randomization_grid(
                 ax.imshow(heatmap_array(maps[c - 1][sample]), cmap="bwr", vmin=-1, vmax=1)
                 if c >= 2:
                     v = result.scores[method]["ssim"][c - 2, sample]
-                    ax.set_xlabel(f"SSIM {v:.2f}", fontsize=7)
+                    f = result.scores[method]["ssim_flip"][c - 2, sample]
+                    ax.set_xlabel(f"SSIM {v:.2f} / flip {f:.2f}", fontsize=6)
             if r == 0:
                 ax.set_title(cols[c], fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return _finish(fig, path)
+    return _finish(fig, path, dpi=dpi)
 
 
 def similarity_curves(
