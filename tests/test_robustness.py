@@ -78,7 +78,9 @@ def test_streaming_matches_one_batch_and_limit(setup):
     assert torch.equal(whole.clean, streamed.clean)
     for k in attacks:
         assert torch.equal(whole.robust[k], streamed.robust[k])
-    part = tt.evaluate_robustness(model, loader, attacks=["fgsm"], limit=40)
+    before = torch.get_num_threads()
+    part = tt.evaluate_robustness(model, loader, attacks=["fgsm"], limit=40, num_threads=2)
+    assert torch.get_num_threads() == before
     assert part.n == 40
     assert torch.equal(part.clean, whole.clean[:40])
 
@@ -141,6 +143,8 @@ def test_bad_arguments(setup):
         tt.evaluate_robustness("model", (x, y))
     with pytest.raises(ValueError, match="limit"):
         tt.evaluate_robustness(model, (x, y), limit=0)
+    with pytest.raises(ValueError, match="num_threads"):
+        tt.evaluate_robustness(model, (x, y), num_threads=0)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         tt.evaluate_robustness(model, (x * 3, y), attacks=["fgsm"])
 
