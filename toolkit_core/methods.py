@@ -257,7 +257,7 @@ class Method:
     def __repr__(self) -> str:
         args = []
         for p in self.info.parameters:
-            value = getattr(self, p.name, p.default)
+            value = vars(self).get(p.name, p.default)  # instance state only: a method may share a name
             if p.required or value is not p.default:
                 args.append(f"{p.name}={value!r}")
         return f"{type(self).__name__}({', '.join(args)})"
