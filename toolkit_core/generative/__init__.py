@@ -5,7 +5,7 @@
 >>> from toolkit_core.models import MLP
 >>> x, _ = ring8(2500)
 >>> prior = tt.create("mmc", dim=1)                                            # doctest: +SKIP
->>> G, D = MLP((2, 128, 128, 2)), MLP((1, 128, 128, 1))                       # doctest: +SKIP
+>>> G, D = MLP((2, 128, 128, 2)), MLP((2, 128, 128, 1))                       # doctest: +SKIP
 >>> history = tt.train_gan(G, D, x, prior, epochs=20, pair_weight=1.0, noise_dim=1)  # doctest: +SKIP
 """
 

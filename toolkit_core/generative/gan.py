@@ -223,8 +223,9 @@ def train_gan(
                 if ctx.distributed:
                     _average_gradients(generator, ctx.world_size)
                 opt_g.step()
-                sums += torch.tensor([float(d_loss) * b, float(g_adv) * b, float(pair) * b, b], dtype=torch.float64)
-                bar.update(task, advance=1, stats=f"epoch {epoch + 1}/{epochs}  D {float(d_loss):.3f}  G {float(g_adv):.3f}")
+                sums += torch.tensor([d_loss.item() * b, g_adv.item() * b, pair.item() * b, b], dtype=torch.float64)
+                stats = f"epoch {epoch + 1}/{epochs}  D {d_loss.item():.3f}  G {g_adv.item():.3f}"
+                bar.update(task, advance=1, stats=stats)
             dist_utils.all_reduce_(sums, ctx)
             cnt = max(float(sums[3]), 1.0)
             history.epochs.append({

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from toolkit_core.methods import Prior
 
-from .knn import knn  # noqa: F401  (declares the op torchtrust_mmc::knn)
+from . import knn as _knn_module  # noqa: F401  (declares the op torchtrust_mmc::knn)
 from .tsp import _as_points, knn_graph, shortest_path
 
 
@@ -65,7 +65,9 @@ def _standardize(v: np.ndarray) -> np.ndarray:
     return (v - v.mean(axis=0)) / sd
 
 
-def laplacian_codes(X: np.ndarray, path: np.ndarray, dim: int, knn: int = 10, nbr: np.ndarray | None = None) -> np.ndarray:
+def laplacian_codes(
+    X: np.ndarray, path: np.ndarray, dim: int, knn: int = 10, nbr: np.ndarray | None = None
+) -> np.ndarray:
     """``dim`` smallest non-trivial eigenvectors of the normalized Laplacian, each standardized.
 
     ``nbr``: precomputed neighbour lists ``(N, >= knn)`` (else computed with :func:`knn_graph`).
