@@ -297,9 +297,9 @@ def test_path_norm_equals_direct_path_sum(bias):
     lins = [m for m in model if isinstance(m, nn.Linear)]
     h = torch.ones(6, dtype=torch.float64)
     for lin in lins:
-        h = lin.weight.double().pow(2) @ h + (lin.bias.double().pow(2) if bias else 0)
+        h = lin.weight.detach().double().pow(2) @ h + (lin.bias.detach().double().pow(2) if bias else 0)
     if not bias:  # the path sum itself: sum over all paths of prod w^2
-        w1, w2, w3 = (lin.weight.double().pow(2) for lin in lins)
+        w1, w2, w3 = (lin.weight.detach().double().pow(2) for lin in lins)
         ones = torch.ones(6, dtype=torch.float64)
         assert float(h.sum()) == pytest.approx(float(ones[:3] @ w3 @ w2 @ w1 @ ones))
     out = create("path_norm").compute(model, (torch.rand(2, 6), torch.zeros(2, dtype=torch.long)))
