@@ -39,7 +39,9 @@ def test_quick_default_experiment_holds_every_stage_with_numbers(quick_run):
     assert set(toolkit_core.list_methods("attribution")) <= set(attribution["methods"])
     assert not attribution["errors"]
     metrics = data["stages"]["metrics"]["table"]
-    assert set(metrics) == set(toolkit_core.list_methods("metric")) - set(data["stages"]["metrics"].get("skipped", []))
+    skipped = data["stages"]["metrics"]["skipped"]
+    assert set(metrics) == set(toolkit_core.list_methods("metric")) - set(skipped)
+    assert all(toolkit_core.get_info(n).cls.applies_to != "classifier" for n in skipped)
     generative = data["stages"]["generative"]
     assert generative["table"], "the generative stage produced no rows"
     for stage in data["stages"].values():

@@ -340,6 +340,9 @@ class Metric(Method):
 
     kind: ClassVar[str] = "metric"
     higher_is_better: ClassVar[dict[str, bool]] = {}
+    #: What ``compute`` takes as ``model``: a ``"classifier"`` (inputs -> logits, the default) or a
+    #: ``"generator"`` (latents -> samples). Experiments run each metric where it applies.
+    applies_to: ClassVar[str] = "classifier"
 
     def compute(self, model, data) -> dict[str, float]:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -212,6 +212,12 @@ def stage_metrics(ctx: RunContext) -> dict[str, Any]:
     table: dict[str, dict[str, dict[str, float]]] = {}
     directions: dict[str, dict[str, bool]] = {}
     errors: dict[str, str] = {}
+    skipped = {}
+    for spec in list(specs):
+        applies = getattr(instantiate(spec, "metric"), "applies_to", "classifier")
+        if applies != "classifier":
+            skipped[spec.label] = f"applies to a {applies}, not to the trained classifiers"
+    specs = [s for s in specs if s.label not in skipped]
     advance = ctx.task("metrics", len(specs) * len(ctx.models))
     for spec in specs:
         for label, model in ctx.models.items():
@@ -229,7 +235,7 @@ def stage_metrics(ctx: RunContext) -> dict[str, Any]:
     if table:
         _plot_metrics(ctx, table)
     summary = f"{len(table)} metric(s) x {len(ctx.models)} model(s)" + (f", {len(errors)} error(s)" if errors else "")
-    return {"table": table, "higher_is_better": directions, "errors": errors,
+    return {"table": table, "higher_is_better": directions, "errors": errors, "skipped": skipped,
             "figures": ["metrics.png"] if table else [], "summary": summary}
 
 
