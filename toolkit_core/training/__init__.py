@@ -10,12 +10,21 @@
 Under ``torchrun --nproc_per_node 2 script.py`` the same call trains with DistributedDataParallel.
 """
 
-from .adversarial import DEFAULT_ATTACK, accuracy, craft, default_attack, eval_logits, resolve_attack, unwrap_model
+from .adversarial import (
+    DEFAULT_ATTACK,
+    accuracy,
+    craft,
+    default_attack,
+    eval_logits,
+    repr_with_attack,
+    resolve_attack,
+    unwrap_model,
+)
 from .checkpoint import load_checkpoint, save_atomic
 from .history import History
 from .loop import DEFAULT_LR, fit
 
 __all__ = [
     "DEFAULT_ATTACK", "DEFAULT_LR", "History", "accuracy", "craft", "default_attack", "eval_logits", "fit",
-    "load_checkpoint", "resolve_attack", "save_atomic", "unwrap_model",
+    "load_checkpoint", "repr_with_attack", "resolve_attack", "save_atomic", "unwrap_model",
 ]

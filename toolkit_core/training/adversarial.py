@@ -85,5 +85,16 @@ def eval_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
             m.training = training
 
 
+def repr_with_attack(defense, attack) -> str:
+    """``Name(attack=..., other=...)``: a defense's repr including the attack object it was given."""
+    from ..methods import Method
+
+    base = Method.__repr__(defense)
+    if attack is None:
+        return base
+    inner = base[base.index("(") + 1 : -1]
+    return f"{type(defense).__name__}(attack={attack!r}{', ' + inner if inner else ''})"
+
+
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     return float((logits.argmax(1) == y).float().mean())

@@ -17,7 +17,7 @@ from torch import nn
 from torchtrust_alp import weighted_pair_loss
 
 from toolkit_core.methods import Attack, Defense
-from toolkit_core.training import craft, resolve_attack, unwrap_model
+from toolkit_core.training import craft, repr_with_attack, resolve_attack, unwrap_model
 
 
 def find_head(model: nn.Module, name: str | None = None) -> nn.Linear:
@@ -162,6 +162,9 @@ class AALP(Defense):
         from toolkit_core import create
 
         return {"attack": create("pgd", eps=0.1, alpha=0.05, steps=2)}
+
+    def __repr__(self) -> str:
+        return repr_with_attack(self, self._attack)
 
     @property
     def attack(self) -> Attack:

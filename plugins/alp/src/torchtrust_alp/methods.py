@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from toolkit_core.methods import Attack, Defense
-from toolkit_core.training import craft, resolve_attack
+from toolkit_core.training import craft, repr_with_attack, resolve_attack
 
 from .kernels import weighted_pair_loss
 
@@ -46,6 +46,9 @@ class ALP(Defense):
         from toolkit_core import create
 
         return {"attack": create("pgd", eps=0.1, alpha=0.05, steps=2)}
+
+    def __repr__(self) -> str:
+        return repr_with_attack(self, self._attack)
 
     @property
     def attack(self) -> Attack:

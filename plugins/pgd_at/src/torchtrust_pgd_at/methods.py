@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from toolkit_core.methods import Attack, Defense
-from toolkit_core.training import accuracy, craft, eval_logits, resolve_attack
+from toolkit_core.training import accuracy, craft, eval_logits, repr_with_attack, resolve_attack
 
 
 class PGDAT(Defense):
@@ -36,6 +36,9 @@ class PGDAT(Defense):
         from toolkit_core import create
 
         return {"attack": create("pgd", eps=0.1, alpha=0.05, steps=2)}
+
+    def __repr__(self) -> str:
+        return repr_with_attack(self, self._attack)
 
     @property
     def attack(self) -> Attack:

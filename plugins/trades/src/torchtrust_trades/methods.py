@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from toolkit_core.methods import Attack, Defense
 from toolkit_core.modelstate import preserved
-from toolkit_core.training import craft, resolve_attack, unwrap_model
+from toolkit_core.training import craft, repr_with_attack, resolve_attack, unwrap_model
 
 
 def trades_kl(z: torch.Tensor, z_adv: torch.Tensor) -> torch.Tensor:
@@ -65,6 +65,9 @@ class TRADES(Defense):
         from toolkit_core import create
 
         return {"attack": create("pgd", eps=0.1, alpha=0.05, steps=2)}
+
+    def __repr__(self) -> str:
+        return repr_with_attack(self, self._attack)
 
     @property
     def attack(self) -> Attack:
