@@ -3,8 +3,9 @@
 For VGG-16 and ResNet-50 (torchvision, weights=None, eval) at 224x224, batch 4, on the CPU:
 
 * time: median of ``--repeats`` (default 5) calls after one warm-up, for the saliency reference
-  ``torch.autograd.grad(logits[target].sum(), x)`` and for every method, in the same process;
-  printed as ``method / saliency``.
+  ``torch.autograd.grad(logits[target].sum(), x)`` and for every method, in the same process, the
+  methods taking turns in each round; printed as ``method / saliency``. ``/lowmem`` rows run LRP
+  with ``low_memory=True`` (recompute layer outputs in the backward pass).
 * memory: peak resident-set-size increase during one call, measured in a fresh child process per
   (model, method) -- a thread samples ``/proc/self/statm`` every 0.5 ms while the call runs. The
   child sets ``MALLOC_MMAP_THRESHOLD_=65536`` so that glibc serves large tensors with ``mmap`` and
@@ -34,9 +35,13 @@ METHODS: dict[str, tuple[str, dict]] = {
     "lrp_epsilon": ("lrp", {}),
     "epsilon_plus_flat": ("lrp", {"composite": "epsilon_plus_flat"}),
     "epsilon_gamma_box": ("lrp", {"composite": "epsilon_gamma_box"}),
+    "lrp_epsilon/lowmem": ("lrp", {"low_memory": True}),
+    "epsilon_plus_flat/lowmem": ("lrp", {"composite": "epsilon_plus_flat", "low_memory": True}),
+    "epsilon_gamma_box/lowmem": ("lrp", {"composite": "epsilon_gamma_box", "low_memory": True}),
 }
 TARGETS = {"gbp": 1.3, "deconvnet": 1.3, "rectgrad": 1.3, "lrp_epsilon": 2.0, "epsilon_plus_flat": 2.0,
-           "epsilon_gamma_box": 2.5}
+           "epsilon_gamma_box": 2.5, "lrp_epsilon/lowmem": 2.0, "epsilon_plus_flat/lowmem": 2.0,
+           "epsilon_gamma_box/lowmem": 2.5}
 
 
 def _setup(model_name: str, batch: int, size: int):
@@ -104,15 +109,19 @@ def measure_memory(model_name: str, key: str, batch: int, size: int) -> int:
     return int(json.loads(lines[-1][4:]))
 
 
-def measure_time(model, x, key: str, repeats: int) -> float:
-    run = _runner(key)
-    run(model, x, 0)  # warm-up
-    times = []
+def measure_times(model, x, keys: list[str], repeats: int) -> dict[str, float]:
+    """Median time per method; the methods take turns in every round so that load drift on a shared
+    machine hits all of them alike."""
+    runners = {k: _runner(k) for k in keys}
+    for k in keys:
+        runners[k](model, x, 0)  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in keys}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        run(model, x, 0)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for k in keys:
+            t0 = time.perf_counter()
+            runners[k](model, x, 0)
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -132,11 +141,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for model_name in args.models:
         model, x = _setup(model_name, args.batch, args.size)
-        times = {k: measure_time(model, x, k, args.repeats) for k in keys}
+        times = measure_times(model, x, keys, args.repeats)
         mems = {} if args.no_memory else {k: measure_memory(model_name, k, args.batch, args.size) for k in keys}
         print(f"\n{model_name}: saliency {times['saliency']:.3f} s"
               + ("" if args.no_memory else f", peak +{mems['saliency'] / 2**20:.0f} MiB"))
-        print(f"{'method':<20}{'time':>9}{'ratio':>8}{'target':>8}{'mem MiB':>9}{'mem ratio':>11}")
+        print(f"{'method':<26}{'time':>9}{'ratio':>8}{'target':>8}{'mem MiB':>9}{'mem ratio':>11}")
         for k in keys:
             ratio = times[k] / times["saliency"]
             mem = mems.get(k)
@@ -145,7 +154,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                    "mem_mib": None if mem is None else mem / 2**20, "mem_ratio": mratio}
             rows.append(row)
             target = TARGETS.get(k)
-            print(f"{k:<20}{times[k]:>9.3f}{ratio:>8.2f}{'<=' + str(target) if target else '':>8}"
+            print(f"{k:<26}{times[k]:>9.3f}{ratio:>8.2f}{'<=' + str(target) if target else '':>8}"
                   f"{'' if mem is None else f'{mem / 2**20:.0f}':>9}{mratio:>11.2f}")
     return rows
 

@@ -324,3 +324,14 @@ def test_render_heatmap_png(tmp_path):
     rgb = heatmap_array(torch.tensor([[1.0, -1.0], [0.0, 0.5]]))
     assert rgb[0, 0, 0] > 200 and rgb[0, 0, 2] < 60  # positive: red
     assert rgb[0, 1, 2] > 200 and rgb[0, 1, 0] < 60  # negative: blue
+
+
+@pytest.mark.parametrize("composite", [None, "epsilon_gamma_box"])
+def test_low_memory_mode_gives_the_same_map(composite):
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).eval()
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    a = tt.attribute(model, x, 4, method="lrp", composite=composite)
+    b = tt.attribute(model, x, 4, method="lrp", composite=composite, low_memory=True)
+    # equal up to float32 rounding (the folded layer is recomputed as one convolution)
+    assert torch.allclose(a, b, rtol=1e-3, atol=1e-4 * float(a.abs().max()))

@@ -46,6 +46,7 @@ class ModifiedBackprop(AttributionMethod):
         return run_engine(
             model, x, target, self.resolver(model).rule_for, method=self.name,
             multiply_input=self.multiply_input, record=record, inject=inject, inject_kind=inject_kind,
+            low_memory=bool(getattr(self, "low_memory", False)),
         )
 
     def attribute(self, model, x, target):

@@ -125,9 +125,10 @@ def folded_batchnorm(model: nn.Module) -> Iterator[dict[str, str]]:
 
 
 @contextlib.contextmanager
-def out_of_place(model: nn.Module) -> Iterator[None]:
-    """Set ``inplace=False`` on every module that has the flag, and restore it on exit."""
-    flipped = [m for m in model.modules() if getattr(m, "inplace", False) is True]
+def out_of_place(model: nn.Module, only: set[nn.Module] | None = None) -> Iterator[None]:
+    """Set ``inplace=False`` on every module that has the flag (or on those in ``only``), and restore
+    it on exit."""
+    flipped = [m for m in model.modules() if getattr(m, "inplace", False) is True and (only is None or m in only)]
     for m in flipped:
         m.inplace = False
     try:

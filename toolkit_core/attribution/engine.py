@@ -97,9 +97,15 @@ class _DeferredNode(_Node):
     """A conv/dense layer expected to be folded with the next BatchNorm: its rule state is computed
     only if its own backward is ever reached (i.e. the fold did not happen for some consumer)."""
 
-    __slots__ = ()
+    __slots__ = ("version",)
 
     def backward(self, g):
+        version = getattr(self, "version", None)
+        if version is not None and self.a._version != version:
+            raise RuntimeError(
+                f"the input of layer '{self.layer.name}' was modified in place after the forward pass, so "
+                "low_memory=True cannot recompute the layer; use low_memory=False"
+            )
         with torch.no_grad():
             z = self.layer.forward(self.a, self.layer.weight, self.layer.bias)
             self.state = self.rule.forward(self.layer, self.a, z)
@@ -117,8 +123,9 @@ def _unsupported(name: str, module: nn.Module, method: str, why: str = "") -> Un
 
 
 class _Engine:
-    def __init__(self, model, rule_for, method, multiply_input, record, inject, inject_kind):
+    def __init__(self, model, rule_for, method, multiply_input, record, inject, inject_kind, low_memory=False):
         self.model, self.rule_for, self.method = model, rule_for, method
+        self.low_memory = low_memory
         self.multiply_input = multiply_input
         self.record = record
         self.inject = dict(inject or {})
@@ -171,6 +178,7 @@ class _Engine:
             if conv_name in rules and not (isinstance(modules[bn_name], BN_TYPES) and modules[bn_name].training):
                 self.fold_into[bn_name] = conv_name
         deferred = set(self.fold_into.values())
+        self.ruled = {modules[n] for n in rules}
         for name, rule in rules.items():
             module = modules[name]
             self.handles.append(module.register_forward_pre_hook(self._pre_hook))
@@ -217,15 +225,23 @@ class _Engine:
                 if entry is not None and entry[0]() is a:
                     _, conv_node, conv_name = entry
                     layer = fold(conv_node.layer, module, f"{conv_name}+{name}")
+                    if self.low_memory:
+                        node = _DeferredNode(self, conv_node.rule, layer, None, conv_node.a, conv_node.is_input)
+                        node.version = conv_node.a._version
+                        return _RuleFunction.apply(conv_node.a, [out], node)
                     with torch.no_grad():
                         state = conv_node.rule.forward(layer, conv_node.a, out)
                     node = _Node(self, conv_node.rule, layer, state, conv_node.a, conv_node.is_input)
                     return _RuleFunction.apply(conv_node.a, [out], node)
-            layer = make_layer(module, name, a.shape) if isinstance(module, LINEAR_TYPES) else module
-            if deferred:
+            linear = isinstance(module, LINEAR_TYPES)
+            layer = make_layer(module, name, a.shape) if linear else module
+            if deferred or (self.low_memory and linear):
                 node = _DeferredNode(self, rule, layer, None, a, is_input)
                 res = _RuleFunction.apply(a, [out], node)
-                self._pending[id(res)] = (weakref.ref(res), node, name)
+                if deferred:
+                    self._pending[id(res)] = (weakref.ref(res), node, name)
+                if self.low_memory:
+                    node.version = a._version
                 return res
             with torch.no_grad():
                 state = rule.forward(layer, a, out)
@@ -254,6 +270,7 @@ class _Engine:
         def hook(module, args, out):
             if name not in self._injected and isinstance(out, Tensor):
                 self._injected[name] = out
+                return out.clone()  # later in-place ops (ReLU) must not rewrite the injection point
             return None
 
         return hook
@@ -310,6 +327,7 @@ def run_engine(
     record: bool | list[str] | None = None,
     inject: Mapping[str, Tensor] | None = None,
     inject_kind: str = "relevance",
+    low_memory: bool = False,
 ) -> LayerwiseResult:
     """Run one forward and one modified backward pass of ``model`` on ``x``.
 
@@ -319,16 +337,20 @@ def run_engine(
     ``inject``: ``{layer name: tensor}`` -- start the backward pass at that layer's output with this
     relevance (``inject_kind="relevance"``, converted to ``c = R / z``) or signal (``"signal"``)
     instead of at the target logit (used for the cosine-similarity convergence analysis of Sixt et
-    al. 2020). The model is run in eval mode with frozen parameters and comes back unchanged.
+    al. 2020). ``low_memory``: keep only each ruled layer's input for the backward pass and
+    recompute the layer's output and rule state there (one extra forward per ruled linear layer;
+    the default keeps one extra tensor of the output's size per layer instead). The model is run in
+    eval mode with frozen parameters and comes back unchanged.
     """
     if inject_kind not in ("relevance", "signal"):
         raise ValueError(f"inject_kind must be 'relevance' or 'signal', got {inject_kind!r}")
-    engine = _Engine(model, rule_for, method, multiply_input, record, inject, inject_kind)
-    with preserved(model, mode=False, freeze=True), out_of_place(model):
+    engine = _Engine(model, rule_for, method, multiply_input, record, inject, inject_kind, low_memory)
+    with preserved(model, mode=False, freeze=True):
         grad_mode = torch.is_grad_enabled()
         try:
             engine.plan()
-            return engine.run(x, target)
+            with out_of_place(model, only=engine.ruled):  # unruled in-place ReLUs may stay in place
+                return engine.run(x, target)
         finally:
             torch.set_grad_enabled(grad_mode)
             for h in engine.handles:

@@ -20,12 +20,14 @@ class DTD(ModifiedBackprop):
     multiply_input = True
     rules = {"zplus": core.ZPlus, "zbox": core.ZBox}
 
-    def __init__(self, low: float | None = None, high: float | None = None, epsilon: float = 1e-6):
+    def __init__(
+        self, low: float | None = None, high: float | None = None, epsilon: float = 1e-6, low_memory: bool = False
+    ):
         if low is not None and high is not None and low >= high:
             raise ValueError(f"dtd: low must be smaller than high, got low={low}, high={high}")
         if epsilon < 0:
             raise ValueError(f"dtd: epsilon must be >= 0, got {epsilon}")
-        self.low, self.high, self.epsilon = low, high, epsilon
+        self.low, self.high, self.epsilon, self.low_memory = low, high, epsilon, low_memory
 
     def composite(self):
         return {"first": "zbox", "conv": "zplus", "linear": "zplus", "bn": "lrp_epsilon", "activation": "pass"}

@@ -53,7 +53,9 @@ class LRP(ModifiedBackprop):
     registered composite name (``epsilon_plus_flat``, ``epsilon_gamma_box``, ``epsilon_alpha2_beta1``)
     or a dict (see :mod:`toolkit_core.attribution.composites`); without one, ``rule`` applies to every
     conv and dense layer. BatchNorm layers after a conv are folded into it; activations pass
-    relevance; residual additions split it in proportion to the summands.
+    relevance; residual additions split it in proportion to the summands. ``low_memory=True``
+    recomputes each layer's output in the backward pass instead of keeping its rule state (less
+    memory, one extra forward convolution per layer).
     """
 
     name = "lrp"
@@ -74,6 +76,7 @@ class LRP(ModifiedBackprop):
         beta: float = 1.0,
         low: float | None = None,
         high: float | None = None,
+        low_memory: bool = False,
     ):
         if isinstance(composite, str) and composite not in COMPOSITES:
             from toolkit_core.attribution.composites import registered_composites
@@ -89,6 +92,7 @@ class LRP(ModifiedBackprop):
             raise ValueError(f"lrp: epsilon must be >= 0, got {epsilon}")
         self.composite_spec, self.rule = composite, rule
         self.epsilon, self.gamma, self.alpha, self.beta, self.low, self.high = epsilon, gamma, alpha, beta, low, high
+        self.low_memory = low_memory
 
     def composite(self):
         spec = self.composite_spec
