@@ -46,6 +46,7 @@ def generated_samples(model, data) -> torch.Tensor:
 class _ModeMetric(Metric):
     citation = "arXiv:1712.04086"
     key: ClassVar[str] = ""
+    applies_to: ClassVar[str] = "generator"
 
     def __init__(self, mixture: Literal["ring", "grid"] = "ring", threshold: float = 3.0):
         mixture_spec(mixture)
