@@ -428,7 +428,8 @@ def stage_generative(ctx: RunContext) -> dict[str, Any]:
                 G = MLP((prior.dim + g["noise_dim"], h, h, 2))
                 D = MLP((2, h, h, 1))
                 train_gan(G, D, x, prior, epochs=g["epochs"], pair_weight=pair, noise_dim=g["noise_dim"],
-                          lr=g["lr"], seed=seed, progress=False, device=ctx.device, fit_prior=False)
+                          lr=g["lr"], batch_size=g["batch_size"], seed=seed, progress=False, device=ctx.device,
+                          fit_prior=False)
                 samples = generate(G.eval(), prior, g["samples"], noise_dim=g["noise_dim"], seed=seed)
                 st = mode_statistics(samples, modes, std)
                 stats.append({k: float(st[k]) for k in ("modes_captured", "high_quality_fraction", "reverse_kl")})
