@@ -49,10 +49,19 @@ def stabilize(den: Tensor, eps: float) -> Tensor:
     return den + eps * torch.where(den >= 0, 1.0, -1.0).to(den.dtype)
 
 
+def _same(a: Tensor, b: Tensor) -> bool:
+    return a is b or (a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride())
+
+
 def stabilized_divide(num: Tensor, den: Tensor, eps: float) -> Tensor:
     """``num / (den + eps * sign(den))``, ``sign(0) = 1``; a zero denominator (only possible for
-    ``eps == 0``) gives 0."""
-    d = stabilize(den, eps) if eps else den
+    ``eps == 0``) gives 0. ``num is den`` (the epsilon rule's ``z / stab(z)``) takes a 3-pass path."""
+    if eps > 0:
+        if _same(num, den):
+            a = den.abs()
+            return a.div_(a + eps)  # z / (z + eps sign z) = |z| / (|z| + eps)
+        return num / torch.where(den >= 0, den + eps, den - eps)
+    d = den + eps * torch.where(den >= 0, 1.0, -1.0).to(den.dtype) if eps else den
     return torch.where(d == 0, torch.zeros_like(num), num / torch.where(d == 0, torch.ones_like(d), d))
 
 

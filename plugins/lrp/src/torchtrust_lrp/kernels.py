@@ -9,11 +9,12 @@ import torch
 from torch import Tensor
 
 from toolkit_core import kernels
+from toolkit_core.attribution.rules import stabilized_divide as _core_divide
 
 
 def _stabilized_divide(num: Tensor, den: Tensor, eps: float) -> Tensor:
-    d = den + eps * torch.where(den >= 0, 1.0, -1.0).to(den.dtype)
-    return torch.where(d == 0, torch.zeros_like(num), num / torch.where(d == 0, torch.ones_like(d), d))
+    out = _core_divide(num, den, eps)
+    return out.clone() if out is num or out is den else out  # custom ops must return new tensors
 
 
 def _multiply(g: Tensor, r: Tensor) -> Tensor:
