@@ -12,6 +12,7 @@ Under ``torchrun --nproc_per_node 2 script.py`` the same call trains with Distri
 
 from .adversarial import (
     DEFAULT_ATTACK,
+    AdversarialDefense,
     accuracy,
     craft,
     default_attack,
@@ -25,6 +26,7 @@ from .history import History
 from .loop import DEFAULT_LR, fit
 
 __all__ = [
+    "AdversarialDefense",
     "DEFAULT_ATTACK", "DEFAULT_LR", "History", "accuracy", "craft", "default_attack", "eval_logits", "fit",
     "load_checkpoint", "repr_with_attack", "resolve_attack", "save_atomic", "unwrap_model",
 ]

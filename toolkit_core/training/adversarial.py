@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..methods import Defense
+
 #: Parameters of the attack a defense creates when none is given: ``create("pgd", **DEFAULT_ATTACK)``.
 #: CIFAR-like L-inf PGD-10 (Madry et al. 2018): eps 8/255, step 2/255, random start.
 DEFAULT_ATTACK: dict[str, Any] = {"eps": 8 / 255, "alpha": 2 / 255, "steps": 10}
@@ -98,3 +100,37 @@ def repr_with_attack(defense, attack) -> str:
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     return float((logits.argmax(1) == y).float().mean())
+
+
+class AdversarialDefense(Defense):
+    """A defense trained against an attack object (PGD-AT, TRADES, ALP, AALP, ...).
+
+    Holds ``attack`` (an :class:`~toolkit_core.methods.Attack`, or ``None`` for the default PGD,
+    created on first access), shows it in ``repr``, and gives the contract checks a cheap attack.
+    Subclasses call ``self._set_attack(attack)`` in ``__init__``.
+    """
+
+    def _set_attack(self, attack) -> None:
+        from ..methods import Attack
+
+        if attack is not None and not isinstance(attack, Attack):
+            raise TypeError(
+                f"{self.name}: attack must be an Attack object such as create('pgd', ...), got {attack!r}"
+            )
+        self._attack = attack
+
+    @classmethod
+    def contract_params(cls) -> dict:
+        from ..catalog import create
+
+        return {"attack": create("pgd", eps=0.1, alpha=0.05, steps=2)}
+
+    def __repr__(self) -> str:
+        return repr_with_attack(self, self._attack)
+
+    @property
+    def attack(self):
+        """The attack used to craft ``x_adv`` (the default PGD is created on first access)."""
+        if self._attack is None:
+            self._attack = resolve_attack(None)
+        return self._attack

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchtrust_alp import weighted_pair_loss
 
-from toolkit_core.methods import Attack, Defense
-from toolkit_core.training import craft, repr_with_attack, resolve_attack, unwrap_model
+from toolkit_core.methods import Attack
+from toolkit_core.training import AdversarialDefense, craft, unwrap_model
 
 
 def find_head(model: nn.Module, name: str | None = None) -> nn.Linear:
@@ -86,7 +86,7 @@ def adaptive_weights(z_adv: torch.Tensor, y: torch.Tensor, lam: float) -> torch.
     return w.to(z_adv.dtype)
 
 
-class AALP(Defense):
+class AALP(AdversarialDefense):
     """Adaptive Adversarial Logits Pairing: ALP with Guided Dropout and adaptive pairing weights.
 
     Operational definition (ours; the paper's full text was not available). For a batch ``(x, y)``,
@@ -143,9 +143,7 @@ class AALP(Defense):
             raise ValueError(f"aalp: weight_source must be 'adv' or 'adv_eval', got {weight_source!r}")
         if contribution not in ("signed", "abs"):
             raise ValueError(f"aalp: contribution must be 'signed' or 'abs', got {contribution!r}")
-        if attack is not None and not isinstance(attack, Attack):
-            raise TypeError(f"aalp: attack must be an Attack object such as create('pgd', ...), got {attack!r}")
-        self._attack = attack
+        self._set_attack(attack)
         self.lam = float(lam)
         self.p_max = float(p_max)
         self.ramp_epochs = ramp_epochs
@@ -157,21 +155,6 @@ class AALP(Defense):
         self.contribution = contribution
         self.p = self.p_max  # current Guided Dropout rate; start_epoch sets the schedule
 
-    @classmethod
-    def contract_params(cls) -> dict:
-        from toolkit_core import create
-
-        return {"attack": create("pgd", eps=0.1, alpha=0.05, steps=2)}
-
-    def __repr__(self) -> str:
-        return repr_with_attack(self, self._attack)
-
-    @property
-    def attack(self) -> Attack:
-        """The attack used to craft ``x_adv`` (the default PGD is created on first access)."""
-        if self._attack is None:
-            self._attack = resolve_attack(None)
-        return self._attack
 
     # ------------------------------------------------------------------ schedule
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from toolkit_core.methods import Attack, Defense
-from toolkit_core.training import craft, repr_with_attack, resolve_attack
+from toolkit_core.methods import Attack
+from toolkit_core.training import AdversarialDefense, craft
 
 from .kernels import weighted_pair_loss
 
 
-class ALP(Defense):
+class ALP(AdversarialDefense):
     """Adversarial logit pairing: mixed clean/adversarial cross-entropy plus a logit-pairing penalty.
 
     For a batch ``(x, y)`` of ``B`` samples and adversarial examples ``x_adv = attack(model, x, y)``
@@ -36,26 +36,9 @@ class ALP(Defense):
     def __init__(self, attack: Attack | None = None, lam: float = 0.5):
         if not lam >= 0:
             raise ValueError(f"alp: lam (the pairing weight) must be >= 0, got {lam!r}")
-        if attack is not None and not isinstance(attack, Attack):
-            raise TypeError(f"alp: attack must be an Attack object such as create('pgd', ...), got {attack!r}")
-        self._attack = attack
+        self._set_attack(attack)
         self.lam = float(lam)
 
-    @classmethod
-    def contract_params(cls) -> dict:
-        from toolkit_core import create
-
-        return {"attack": create("pgd", eps=0.1, alpha=0.05, steps=2)}
-
-    def __repr__(self) -> str:
-        return repr_with_attack(self, self._attack)
-
-    @property
-    def attack(self) -> Attack:
-        """The attack used to craft ``x_adv`` (the default PGD is created on first access)."""
-        if self._attack is None:
-            self._attack = resolve_attack(None)
-        return self._attack
 
     def pairing_weights(self, z_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-sample pairing weights ``w_i``; ALP: ``lam`` for every sample."""

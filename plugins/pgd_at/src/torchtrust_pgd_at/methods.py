@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from toolkit_core.methods import Attack, Defense
-from toolkit_core.training import accuracy, craft, eval_logits, repr_with_attack, resolve_attack
+from toolkit_core.methods import Attack
+from toolkit_core.training import AdversarialDefense, accuracy, craft, eval_logits
 
 
-class PGDAT(Defense):
+class PGDAT(AdversarialDefense):
     """Adversarial training on the worst case found by an attack: ``min_theta E max_delta CE(f(x+delta), y)``.
 
     Per batch, ``x_adv = attack(model, x, y)`` is crafted with the model in eval mode (the inner
@@ -26,26 +26,9 @@ class PGDAT(Defense):
     citation = "arXiv:1706.06083"
 
     def __init__(self, attack: Attack | None = None, track_clean: bool = True):
-        if attack is not None and not isinstance(attack, Attack):
-            raise TypeError(f"pgd_at: attack must be an Attack object such as create('pgd', ...), got {attack!r}")
-        self._attack = attack
+        self._set_attack(attack)
         self.track_clean = bool(track_clean)
 
-    @classmethod
-    def contract_params(cls) -> dict:
-        from toolkit_core import create
-
-        return {"attack": create("pgd", eps=0.1, alpha=0.05, steps=2)}
-
-    def __repr__(self) -> str:
-        return repr_with_attack(self, self._attack)
-
-    @property
-    def attack(self) -> Attack:
-        """The attack used to craft ``x_adv`` (the default PGD is created on first access)."""
-        if self._attack is None:
-            self._attack = resolve_attack(None)
-        return self._attack
 
     def objective(self, model, x, x_adv, y):
         """``(loss, logs)`` for given adversarial examples: ``CE(f(x_adv), y)``."""

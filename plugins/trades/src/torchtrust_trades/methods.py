@@ -7,9 +7,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from toolkit_core.methods import Attack, Defense
+from toolkit_core.methods import Attack
 from toolkit_core.modelstate import preserved
-from toolkit_core.training import craft, repr_with_attack, resolve_attack, unwrap_model
+from toolkit_core.training import AdversarialDefense, craft, unwrap_model
 
 
 def trades_kl(z: torch.Tensor, z_adv: torch.Tensor) -> torch.Tensor:
@@ -17,7 +17,7 @@ def trades_kl(z: torch.Tensor, z_adv: torch.Tensor) -> torch.Tensor:
     return F.kl_div(F.log_softmax(z_adv, dim=1), F.log_softmax(z, dim=1), reduction="batchmean", log_target=True)
 
 
-class TRADES(Defense):
+class TRADES(AdversarialDefense):
     """TRADES: clean cross-entropy plus ``beta`` times the KL divergence to an adversarial neighbour.
 
     ::
@@ -53,28 +53,11 @@ class TRADES(Defense):
             raise ValueError(f"trades: inner must be 'kl' (the paper) or 'attack', got {inner!r}")
         if not init_std >= 0:
             raise ValueError(f"trades: init_std must be >= 0, got {init_std!r}")
-        if attack is not None and not isinstance(attack, Attack):
-            raise TypeError(f"trades: attack must be an Attack object such as create('pgd', ...), got {attack!r}")
-        self._attack = attack
+        self._set_attack(attack)
         self.beta = float(beta)
         self.inner = inner
         self.init_std = float(init_std)
 
-    @classmethod
-    def contract_params(cls) -> dict:
-        from toolkit_core import create
-
-        return {"attack": create("pgd", eps=0.1, alpha=0.05, steps=2)}
-
-    def __repr__(self) -> str:
-        return repr_with_attack(self, self._attack)
-
-    @property
-    def attack(self) -> Attack:
-        """The attack that supplies the budget (the default PGD is created on first access)."""
-        if self._attack is None:
-            self._attack = resolve_attack(None)
-        return self._attack
 
     def _budget(self) -> tuple[float, float, int, str]:
         a = self.attack
