@@ -74,8 +74,8 @@ SETTINGS: dict[str, dict[str, tuple[Any, Any]]] = {
               "attack_eps": (0.1, 0.1), "attack_alpha": (0.025, 0.04), "attack_steps": (5, 3)},
     "analysis": {"randomization": (True, True), "photos": (True, True), "photo_size": (224, 64),
                  "samples": (16, 8), "sufficiency": (True, True)},
-    # 2000 points / batch 100 = 20 steps per epoch: full 3000 steps per GAN, quick 1500 (ring only)
-    "generative": {"mixtures": (["ring", "grid"], ["ring"]), "epochs": (150, 75),
+    # 2000 points / batch 100 = 20 steps per epoch: full 5000 steps per GAN, quick 1500 (ring only)
+    "generative": {"mixtures": (["ring", "grid"], ["ring"]), "epochs": (250, 75),
                    "samples": (2500, 2500), "seeds": (1, 1), "train_points": (2000, 2000), "batch_size": (100, 100),
                    "pair_weight": (1.0, 1.0), "noise_dim": (1, 1), "hidden": (128, 128), "lr": (0.001, 0.001)},
 }
@@ -121,7 +121,7 @@ class MethodSpec:
         return f"{self.name}({short})" if short else self.name
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"name": self.name, "params": self.params}
+        d: dict[str, Any] = {"name": self.name, "label": self.label, "params": self.params}
         if self.attack is not None:
             d["attack"] = self.attack.to_dict()
         return d

@@ -96,7 +96,7 @@ def write_report(results, out: Path) -> Path:
             f"<p class='meta'>{html.escape(str(res.get('summary', '')))} · {d['timings_s'].get(stage, 0):.1f} s"
             f"{resumed}</p>{figs}{_stage_tables(stage, res)}"
         )
-    methods = "; ".join(f"{k}: {', '.join(m['name'] for m in v) or '-'}" for k, v in cfg["methods"].items())
+    methods = "; ".join(f"{k}: {', '.join(m['label'] for m in v) or '-'}" for k, v in cfg["methods"].items())
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>torchtrust report</title><style>{_CSS}</style></head><body>
 <h1>torchtrust report</h1>
