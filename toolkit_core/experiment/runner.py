@@ -157,10 +157,8 @@ def run_stages(config: ExperimentConfig, out: Path, stage_fns: dict[str, Callabl
                 torch.set_num_threads(threads)
             elapsed = time.perf_counter() - t0
             res = _jsonable(res)
-            if stage == "train" and state_file.exists():
-                saved = json.loads(state_file.read_text())
-                if saved.get("fingerprint") == fingerprint and res.get("reused_models"):
-                    results.resumed.append(stage)
+            if stage == "train" and ctx.data.get("reused_models"):
+                results.resumed.append(stage)
             save_json({"fingerprint": fingerprint, "results": res, "time_s": elapsed}, state_file)
             results.stages[stage] = res
             results.timings[stage] = elapsed

@@ -115,7 +115,8 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
         advance()
     _plot_training(ctx, rows)
     best = max(rows.values(), key=lambda r: r["test_acc"])
-    return {"models": rows, "reused_models": reused, "figures": ["training.png"],
+    ctx.data["reused_models"] = reused  # bookkeeping for the runner, not a result
+    return {"models": rows, "figures": ["training.png"],
             "summary": f"{len(rows)} model(s); best test accuracy {best['test_acc']:.3f}"}
 
 
