@@ -81,7 +81,7 @@ def accuracy(model: torch.nn.Module, ds: TensorDataset, device: torch.device) ->
 
 
 def stage_train(ctx: RunContext) -> dict[str, Any]:
-    from ..training import fit
+    from ..training import fit, save_atomic
 
     cfg = ctx.config
     train, test = digits(ctx)
@@ -110,7 +110,7 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
                    "final_loss": history.last.get("loss"), "train_acc": accuracy(model, train, ctx.device),
                    "test_acc": accuracy(model, test, ctx.device), "time_s": sum(history["time_s"])}
             rows[label] = row
-            _save_atomic({"state_dict": model.state_dict(), "row": row}, weights)
+            save_atomic({"state_dict": model.state_dict(), "row": row}, weights)
         ctx.models[label] = model.eval()
         advance()
     _plot_training(ctx, rows)
@@ -122,12 +122,6 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
 
 def _safe(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in label)[:80]
-
-
-def _save_atomic(obj: Any, path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
 
 
 def _plot_training(ctx: RunContext, rows: dict[str, dict]) -> None:
