@@ -16,14 +16,13 @@ import toolkit_core as tt
 from toolkit_core.data import load_digits
 from toolkit_core.robustness import RobustnessResult, digits_model
 from toolkit_core.testing import ModelSnapshot
+from toolkit_core.threads import torch_threads
 
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -39,6 +40,7 @@ from torch import nn
 from .data import iterate_batches
 from .methods import Attack
 from .modelstate import preserved
+from .threads import torch_threads
 
 __all__ = ["RobustnessResult", "digits_model", "evaluate_robustness"]
 
@@ -238,9 +240,8 @@ def evaluate_robustness(
     seconds = dict.fromkeys(resolved, 0.0)
     seen = 0
     bar = None
-    threads = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
+    threads = contextlib.ExitStack()
+    threads.enter_context(torch_threads(num_threads))
     if progress:
         from rich.progress import Progress
 
@@ -274,7 +275,7 @@ def evaluate_robustness(
                 if bar is not None:
                     bar.update(task, advance=len(y))
     finally:
-        torch.set_num_threads(threads)
+        threads.close()
         if bar is not None:
             bar.stop()
     if not clean:
@@ -297,9 +298,7 @@ def _train_digits(size: int, epochs: int, seed: int, width: int, hidden: int) ->
     from .data import load_digits
     from .models import DigitsCNN
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny model trains ~10x faster single-threaded on a shared CPU
-    try:
+    with torch_threads(1):  # a tiny model trains ~10x faster single-threaded on a shared CPU
         g = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -315,8 +314,6 @@ def _train_digits(size: int, epochs: int, seed: int, width: int, hidden: int) ->
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-    finally:
-        torch.set_num_threads(threads)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 

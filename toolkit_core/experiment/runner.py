@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..threads import torch_threads
 from .config import ExperimentConfig
 
 #: Stages whose models are tiny: one thread is as fast on an idle machine and far faster on a busy one.
@@ -146,15 +147,11 @@ def run_stages(config: ExperimentConfig, out: Path, stage_fns: dict[str, Callabl
                     continue
             seed_everything(config.seed)
             t0 = time.perf_counter()
-            threads = torch.get_num_threads()
-            if stage in SINGLE_THREADED:
-                torch.set_num_threads(1)
             try:
-                res = stage_fns[stage](ctx)
+                with torch_threads(1 if stage in SINGLE_THREADED else None):
+                    res = stage_fns[stage](ctx)
             except Exception as exc:
                 raise RuntimeError(f"stage '{stage}' failed: {exc}\n{traceback.format_exc()}") from exc
-            finally:
-                torch.set_num_threads(threads)
             elapsed = time.perf_counter() - t0
             res = _jsonable(res)
             if stage == "train" and ctx.data.get("reused_models"):

@@ -1,19 +1,17 @@
 """Shared fixtures: a small digits CNN trained once per process (cached), single-threaded torch."""
 
 import pytest
-import torch
 
 from toolkit_core.data import load_digits
 from toolkit_core.robustness import digits_model
+from toolkit_core.threads import torch_threads
 
 
 @pytest.fixture(autouse=True)
 def _one_thread():
     """Tiny models run ~10x faster on one thread on a shared CPU; restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture
