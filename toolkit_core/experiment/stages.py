@@ -125,20 +125,26 @@ def _safe(label: str) -> str:
 
 
 def _plot_training(ctx: RunContext, rows: dict[str, dict]) -> None:
+    columns = {"train": [r["train_acc"] for r in rows.values()], "test": [r["test_acc"] for r in rows.values()]}
+    _grouped_bars(ctx, "training", list(rows), columns, "clean accuracy", "digits CNN: clean accuracy")
+
+
+def _grouped_bars(ctx: RunContext, name: str, groups: list[str], columns: dict[str, list[float]], ylabel: str,
+                  title: str) -> None:
+    """One group of bars per model, one bar per column, accuracies in [0, 1]; saved as ``name``.png."""
     import matplotlib.pyplot as plt
 
-    labels = list(rows)
-    fig, ax = plt.subplots(figsize=(2.6 + 1.1 * len(labels), 3.2))
-    xs = range(len(labels))
-    ax.bar([x - 0.2 for x in xs], [rows[k]["train_acc"] for k in labels], 0.4, label="train")
-    ax.bar([x + 0.2 for x in xs], [rows[k]["test_acc"] for k in labels], 0.4, label="test")
-    ax.set_xticks(list(xs), labels, rotation=20, ha="right", fontsize=8)
+    width = 0.8 / len(columns)
+    fig, ax = plt.subplots(figsize=(2.6 + 1.2 * len(groups), 3.4))
+    for j, (col, vals) in enumerate(columns.items()):
+        ax.bar([i + (j - (len(columns) - 1) / 2) * width for i in range(len(groups))], vals, width, label=col)
+    ax.set_xticks(range(len(groups)), groups, rotation=20, ha="right", fontsize=8)
     ax.set_ylim(0, 1)
-    ax.set_ylabel("clean accuracy")
-    ax.legend(fontsize=8)
-    ax.set_title("digits CNN: clean accuracy", fontsize=9)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7, ncol=min(len(columns), 5))
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(ctx.figure("training"), dpi=110)
+    fig.savefig(ctx.figure(name), dpi=110)
     plt.close(fig)
 
 
@@ -178,23 +184,10 @@ def robust_columns(entry: dict[str, Any]) -> dict[str, float]:
 
 
 def _plot_robustness(ctx: RunContext, table: dict[str, dict]) -> None:
-    import matplotlib.pyplot as plt
-
-    models = list(table)
-    cols = list(robust_columns(table[models[0]]))
-    width = 0.8 / len(cols)
-    fig, ax = plt.subplots(figsize=(1.5 + 1.3 * len(models), 3.4))
-    for j, col in enumerate(cols):
-        vals = [robust_columns(table[m])[col] for m in models]
-        ax.bar([i + (j - (len(cols) - 1) / 2) * width for i in range(len(models))], vals, width, label=col)
-    ax.set_xticks(range(len(models)), models, rotation=20, ha="right", fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy")
-    ax.legend(fontsize=7, ncol=min(len(cols), 5))
-    ax.set_title("digits test set: clean, per-attack and worst-case accuracy", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(ctx.figure("robustness"), dpi=110)
-    plt.close(fig)
+    rows = {m: robust_columns(v) for m, v in table.items()}
+    columns = {col: [r[col] for r in rows.values()] for col in next(iter(rows.values()))}
+    _grouped_bars(ctx, "robustness", list(rows), columns, "accuracy",
+                  "digits test set: clean, per-attack and worst-case accuracy")
 
 
 # --------------------------------------------------------------------------- metrics
