@@ -19,14 +19,15 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
 from .layers import BN_TYPES, CONV_TYPES, ConvLayer, DenseLayer, LinearLayer, batchnorm_affine
 
-__all__ = ["batchnorm_pairs", "fold", "folded_batchnorm", "out_of_place"]
+__all__ = ["batchnorm_pairs", "flag_set", "fold", "folded_batchnorm", "out_of_place"]
 
 
 def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -125,14 +126,20 @@ def folded_batchnorm(model: nn.Module) -> Iterator[dict[str, str]]:
 
 
 @contextlib.contextmanager
-def out_of_place(model: nn.Module, only: set[nn.Module] | None = None) -> Iterator[None]:
-    """Set ``inplace=False`` on every module that has the flag (or on those in ``only``), and restore
-    it on exit."""
-    flipped = [m for m in model.modules() if getattr(m, "inplace", False) is True and (only is None or m in only)]
-    for m in flipped:
-        m.inplace = False
+def flag_set(modules: Iterable[nn.Module], attr: str, value: Any) -> Iterator[None]:
+    """Set the attribute ``attr`` to ``value`` on ``modules`` and restore the old values on exit."""
+    changed = [(m, getattr(m, attr)) for m in modules if getattr(m, attr) != value]
+    for m, _ in changed:
+        setattr(m, attr, value)
     try:
         yield
     finally:
-        for m in flipped:
-            m.inplace = True
+        for m, old in changed:
+            setattr(m, attr, old)
+
+
+def out_of_place(model: nn.Module, only: set[nn.Module] | None = None) -> contextlib.AbstractContextManager:
+    """Set ``inplace=False`` on every module that has the flag (or on those in ``only``), and restore
+    it on exit."""
+    return flag_set([m for m in model.modules() if getattr(m, "inplace", False) is True
+                     and (only is None or m in only)], "inplace", False)

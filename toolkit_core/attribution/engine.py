@@ -30,15 +30,17 @@ import torch
 from torch import Tensor, nn
 
 from ..modelstate import preserved
-from .canonizers import batchnorm_pairs, fold, out_of_place
+from .canonizers import batchnorm_pairs, flag_set, fold, out_of_place
 from .composites import PASS_THROUGH, POOLS
 from .inputs import logits_of, resolve_target
 from .layers import BN_TYPES, CONV_TYPES, make_layer
-from .rules import Gradient, Pass, Rule, stabilized_divide
+from .rules import Gradient, Rule, WinnerTakesAll, stabilized_divide
 
 __all__ = ["UnsupportedLayerError", "LayerwiseResult", "run_engine"]
 
 LINEAR_TYPES = (*CONV_TYPES, nn.Linear, *BN_TYPES)
+MAX_POOLS = tuple(p for p in POOLS if "Max" in p.__name__)
+_WINNER_TAKES_ALL = WinnerTakesAll()
 
 
 class UnsupportedLayerError(TypeError):
@@ -145,6 +147,7 @@ class _Engine:
         """Choose every leaf module's rule and register the hooks (raises for unknown layers)."""
         pairs = batchnorm_pairs(self.model)
         self.fold_into = {}  # bn name -> conv name
+        self.pools: list[nn.Module] = []  # max pools run with return_indices=True (hooks strip the indices)
         modules = dict(self.model.named_modules())
         rules: dict[str, Rule] = {}
         for name, module in self.model.named_modules():
@@ -152,6 +155,10 @@ class _Engine:
             if not leaf:
                 if any(True for _ in module.parameters(recurse=False)) and self.rule_for(name, module) is None:
                     raise _unsupported(name, module, self.method, "it holds its own parameters and sub-modules")
+                continue
+            if isinstance(module, MAX_POOLS) and not module.return_indices:
+                rules[name] = _WINNER_TAKES_ALL  # the plain gradient, keeping less memory than autograd
+                self.pools.append(module)
                 continue
             rule = self.rule_for(name, module)
             if rule is None:
@@ -165,9 +172,7 @@ class _Engine:
             if isinstance(rule, Gradient):
                 continue
             if isinstance(module, POOLS):
-                continue  # pooling: max routes to the winner, averages are linear (z-rule): plain gradient
-            if isinstance(rule, Pass) and type(module) is nn.ReLU:
-                continue  # the pass rule at a ReLU is its gradient
+                continue  # average pooling is linear (the z-rule is its gradient); max pooling is handled above
             check = getattr(rule, "check", None)
             if check is not None:
                 why = check(module)
@@ -178,7 +183,8 @@ class _Engine:
             if conv_name in rules and not (isinstance(modules[bn_name], BN_TYPES) and modules[bn_name].training):
                 self.fold_into[bn_name] = conv_name
         deferred = set(self.fold_into.values())
-        self.ruled = {modules[n] for n in rules}
+        # ruled layers run out of place unless their rule only needs what the in-place layer leaves behind
+        self.out_of_place = {modules[n] for n, r in rules.items() if not r.keeps_inplace(modules[n])}
         for name, rule in rules.items():
             module = modules[name]
             self.handles.append(module.register_forward_pre_hook(self._pre_hook))
@@ -212,13 +218,19 @@ class _Engine:
     def _make_hook(self, name: str, rule: Rule, deferred: bool) -> Callable:
         def hook(module, args, out):
             torch.set_grad_enabled(self._grad_modes.pop())
+            if rule is _WINNER_TAKES_ALL:
+                out, indices = out
+                if not args[0].requires_grad:
+                    return out
+                state = rule.forward(module, args[0], indices)
+                return _RuleFunction.apply(args[0], [out], _Node(self, rule, module, state, None, False))
             if len(args) != 1 or not isinstance(args[0], Tensor) or not isinstance(out, Tensor):
                 raise _unsupported(name, module, self.method, "ruled layers must take and return one tensor")
             a = args[0]
             if not a.requires_grad:
                 return out
-            if out is a or out.data_ptr() == a.data_ptr():
-                out = out.clone()
+            if (out is a or out.data_ptr() == a.data_ptr()) and module in self.out_of_place:
+                out = out.clone()  # a layer returning its input: the rule needs both tensors intact
             is_input = a is self.x
             if isinstance(module, BN_TYPES) and name in self.fold_into:
                 entry = self._pending.pop(id(a), None)
@@ -278,7 +290,8 @@ class _Engine:
     # ----------------------------------------------------------------- run
 
     def run(self, x: Tensor, target: Any) -> LayerwiseResult:
-        xr = x.detach().requires_grad_(True)
+        # a copy: a layer left in place may overwrite its input, which must not be the caller's x
+        xr = x.detach().clone().requires_grad_(True)
         self.x = xr
         with torch.enable_grad():
             logits = logits_of(self.model, xr)
@@ -303,7 +316,7 @@ class _Engine:
                 seed = torch.zeros_like(logits).scatter_(1, t[:, None], 1.0)
             (grad,) = torch.autograd.grad(root, xr, seed, allow_unused=True)
         c = torch.zeros_like(xr) if grad is None else grad
-        attribution = xr.detach() * c if self.multiply_input else c
+        attribution = x.detach() * c if self.multiply_input else c
         if self.direct is not None:
             attribution = attribution + self.direct
         result = LayerwiseResult(attribution=attribution.detach(), logits=logits.detach(), target=t)
@@ -349,7 +362,8 @@ def run_engine(
         grad_mode = torch.is_grad_enabled()
         try:
             engine.plan()
-            with out_of_place(model, only=engine.ruled):  # unruled in-place ReLUs may stay in place
+            # max pools also return their argmax (the hooks strip it)
+            with out_of_place(model, only=engine.out_of_place), flag_set(engine.pools, "return_indices", True):
                 return engine.run(x, target)
         finally:
             torch.set_grad_enabled(grad_mode)

@@ -33,6 +33,7 @@ gradient at an activation's output to the gradient at its input.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -40,7 +41,7 @@ from torch import Tensor
 
 __all__ = [
     "Rule", "LinearRule", "ActivationRule", "Gradient", "Pass", "Epsilon", "LRP0", "Gamma", "ZPlus",
-    "AlphaBeta", "Flat", "WSquare", "ZBox", "stabilize", "stabilized_divide", "BUILTIN_RULES",
+    "AlphaBeta", "Flat", "WSquare", "ZBox", "WinnerTakesAll", "stabilize", "stabilized_divide", "BUILTIN_RULES",
 ]
 
 
@@ -82,6 +83,11 @@ class Rule:
 
     def backward(self, layer: Any, state: Any, g: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def keeps_inplace(self, module: torch.nn.Module) -> bool:
+        """Whether ``module`` may keep running in place: ``forward`` then gets ``a is z`` (the output
+        written over the input) and must need nothing else. Saves a copy per layer; default False."""
+        return False
 
     def __repr__(self) -> str:
         params = {k: v for k, v in vars(self).items() if not k.startswith("_")}
@@ -269,15 +275,49 @@ class ZBox(Rule):
 
 
 class Pass(Rule):
-    """Pass rule for an elementwise activation ``a = f(z)``: ``R_z = R_a``, i.e. ``c_z = c_a * a / z``."""
+    """Pass rule for an elementwise activation ``a = f(z)``: ``R_z = R_a``, i.e. ``c_z = c_a * a / z``.
+
+    At a ReLU ``a / z = 1[z > 0]`` (with ``0 / 0 := 0``), the ReLU's own gradient; the state is then
+    kept as a one-byte mask instead of a float tensor (a quarter of the memory autograd would keep).
+    """
 
     name = "pass"
 
     def forward(self, layer, a, z):
+        if type(layer) is torch.nn.ReLU:
+            return a > 0  # = z > 0, so the ReLU may stay in place
         return stabilized_divide(z, a, 0.0)
 
+    def keeps_inplace(self, module):
+        return type(module) is torch.nn.ReLU
+
     def backward(self, layer, state, g):
+        if state.dtype == torch.bool:
+            return torch.where(state, g, 0.0)
         return g * state
+
+
+class WinnerTakesAll(Rule):
+    """Max pooling: the signal goes to the maximal input of each window -- the plain gradient.
+
+    The engine applies it to every max-pooling layer, running the layer with ``return_indices=True``
+    and handing the indices to :meth:`forward` as ``z``. It keeps only each window's argmax (as int32
+    where it fits) instead of the pooling input and int64 indices autograd would keep.
+    """
+
+    name = "max_pool"
+
+    def forward(self, layer, a, z):
+        spatial = int(type(layer).__name__[-2])  # MaxPool2d, AdaptiveMaxPool3d, ...
+        if math.prod(a.shape[-spatial:]) < 2**31:
+            z = z.to(torch.int32)
+        return z, a.shape, a.dim() - spatial
+
+    def backward(self, layer, state, g):
+        idx, shape, start = state  # indices are flat within each plane of the last `spatial` dims
+        out = g.new_zeros((*shape[:start], math.prod(shape[start:])))
+        out.scatter_add_(start, idx.flatten(start).long(), g.flatten(start))
+        return out.view(shape)
 
 
 class ActivationRule(Rule):

@@ -23,6 +23,9 @@ class DeconvReLU(ActivationRule):
     def backward(self, layer, state, g):
         return relu_grad(g)
 
+    def keeps_inplace(self, module: nn.Module) -> bool:
+        return True  # needs nothing from the forward pass
+
 
 class DeconvNet(ModifiedBackprop):
     """DeconvNet (Zeiler & Fergus 2014): ``R_in = max(R_out, 0)`` at ReLUs, gradient elsewhere.

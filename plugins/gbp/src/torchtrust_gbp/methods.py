@@ -23,6 +23,9 @@ class GuidedReLU(ActivationRule):
     def forward(self, layer, a, z):
         return self.active(layer, a, z)
 
+    def keeps_inplace(self, module: nn.Module) -> bool:
+        return True  # the mask is the same computed from the input or from the output
+
     def backward(self, layer, mask, g):
         return guided_relu_grad(g, mask)
 

@@ -29,10 +29,19 @@ class RectifiedReLU(ActivationRule):
         return "RectGrad defines a rule for ReLU, ReLU6 and Hardtanh only"
 
     def forward(self, layer, a, z):
-        return z  # the activation; ruled modules run out of place, so it is not overwritten
+        return z, z._version  # the activation (the output, also when the layer runs in place)
 
-    def backward(self, layer, act, g):
+    def backward(self, layer, state, g):
+        act, version = state
+        if act._version != version:
+            raise RuntimeError(
+                f"rectgrad: the output of {type(layer).__name__} was modified in place after the forward pass; "
+                "make the operation after it out of place"
+            )
         return rectify(act, g, self.q)
+
+    def keeps_inplace(self, module: nn.Module) -> bool:
+        return True
 
 
 class RectGrad(ModifiedBackprop):
