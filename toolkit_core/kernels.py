@@ -24,11 +24,16 @@ Example (from the ``gradient`` plugin)::
     out = input_x_gradient(x, g)   # dispatches on x.device
 
 Kernels must return new tensors (never a view of an input): that is what ``torch.library`` requires.
+
+A call goes through ``torch.ops`` whenever that matters (``torch.compile``, fake or meta tensors,
+inputs that require grad); a plain eager call outside autograd runs the implementation directly,
+which saves the custom-op overhead (about 0.1 ms a call) in the engines' backward passes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import importlib.util
 import os
@@ -56,6 +61,7 @@ def requested_backend() -> str:
     return value
 
 
+@functools.cache
 def triton_available() -> bool:
     """True when the ``triton`` package can be imported (it ships with CUDA builds of torch)."""
     return importlib.util.find_spec("triton") is not None
@@ -118,12 +124,28 @@ class Kernel:
             return f"unavailable ({exc})"
 
     def __call__(self, *args, **kwargs):
+        if _eager_plain(args):
+            # plain eager call outside autograd: skip the custom-op machinery (about 0.1 ms a call)
+            return self._dispatch(*args, **kwargs)
         return self.op(*args, **kwargs)
 
     def _dispatch(self, *args, **kwargs):
         device = next((a.device for a in args if isinstance(a, torch.Tensor)), torch.device("cpu"))
         fn = self.triton if self.backend_for(device) == "triton" else self.reference
         return fn(*args, **kwargs)
+
+
+def _eager_plain(args: tuple) -> bool:
+    """True when calling the implementation directly is what the custom op would do: eager mode,
+    plain (not fake, functional or meta) tensors, and nothing to differentiate."""
+    if torch.compiler.is_compiling():
+        return False
+    grad = torch.is_grad_enabled()
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            if type(a) is not torch.Tensor or a.is_meta or (grad and a.requires_grad):
+                return False
+    return True
 
 
 _KERNELS: dict[str, Kernel] = {}

@@ -40,14 +40,25 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "Rule", "LinearRule", "ActivationRule", "Gradient", "Pass", "Epsilon", "LRP0", "Gamma", "ZPlus",
-    "AlphaBeta", "Flat", "WSquare", "ZBox", "WinnerTakesAll", "stabilize", "stabilized_divide", "BUILTIN_RULES",
+    "Rule", "LinearRule", "ActivationRule", "Gradient", "Pass", "Epsilon", "LRP0", "Gamma", "ZPlus", "AlphaBeta",
+    "Flat", "WSquare", "ZBox", "WinnerTakesAll", "masked", "stabilize", "stabilized_divide", "BUILTIN_RULES",
 ]
 
 
 def stabilize(den: Tensor, eps: float) -> Tensor:
-    """``den + eps * sign(den)`` with ``sign(0) = 1``."""
-    return den + eps * torch.where(den >= 0, 1.0, -1.0).to(den.dtype)
+    """``den + eps * sign(den)`` with ``sign(0) = 1`` (a new tensor).
+
+    Written with a float +-1 factor rather than ``torch.where``, which is several times slower on
+    the CPU; ``den + eps * (+-1)`` rounds exactly like ``den +- eps``.
+    """
+    sign = (den < 0).to(den.dtype).mul_(-2.0).add_(1.0)
+    return torch.add(den, sign, alpha=eps, out=sign)
+
+
+def masked(g: Tensor, mask: Tensor) -> Tensor:
+    """``g`` where the boolean ``mask`` is set, else 0 (``g * mask``; much faster than ``torch.where``
+    on the CPU)."""
+    return g * mask.view(torch.uint8)
 
 
 def _same(a: Tensor, b: Tensor) -> bool:
@@ -61,9 +72,10 @@ def stabilized_divide(num: Tensor, den: Tensor, eps: float) -> Tensor:
         if _same(num, den):
             a = den.abs()
             return a.div_(a + eps)  # z / (z + eps sign z) = |z| / (|z| + eps)
-        return num / torch.where(den >= 0, den + eps, den - eps)
-    d = den + eps * torch.where(den >= 0, 1.0, -1.0).to(den.dtype) if eps else den
-    return torch.where(d == 0, torch.zeros_like(num), num / torch.where(d == 0, torch.ones_like(d), d))
+        stab = stabilize(den, eps)
+        return torch.div(num, stab, out=stab) if stab.shape == num.shape else num / stab
+    out = num / den
+    return out.masked_fill_(den == 0, 0.0)
 
 
 class Rule:
@@ -292,9 +304,7 @@ class Pass(Rule):
         return type(module) is torch.nn.ReLU
 
     def backward(self, layer, state, g):
-        if state.dtype == torch.bool:
-            return torch.where(state, g, 0.0)
-        return g * state
+        return masked(g, state) if state.dtype == torch.bool else g * state
 
 
 class WinnerTakesAll(Rule):

@@ -7,7 +7,7 @@ from toolkit_core import kernels
 
 
 def _guided_relu_grad(g: Tensor, mask: Tensor) -> Tensor:
-    return torch.where(mask, g.clamp(min=0), torch.zeros_like(g))
+    return g.clamp(min=0).mul_(mask.view(torch.uint8))  # much faster than torch.where on the CPU
 
 
 def _examples(dtype: torch.dtype, device: str) -> list[tuple[Tensor, Tensor]]:
