@@ -266,7 +266,7 @@ def test_model_unchanged_after_success_and_after_exception():
     x = torch.rand(1, 3, 32, 32)
     tt.attribute(model, x, 1, method="lrp", composite="epsilon_gamma_box")
     snap.assert_unchanged(model)
-    assert model.relu.inplace is True
+    assert model.relu.inplace is True and model.maxpool.return_indices is False
 
     def boom(module, args, out):
         raise RuntimeError("boom")
@@ -276,8 +276,47 @@ def test_model_unchanged_after_success_and_after_exception():
     with pytest.raises(RuntimeError, match="boom"):
         tt.attribute(model, x, 1, method="lrp", composite="epsilon_plus_flat")
     snap.assert_unchanged(model)
-    assert model.relu.inplace is True and torch.is_grad_enabled()
+    assert model.relu.inplace is True and model.maxpool.return_indices is False and torch.is_grad_enabled()
     h.remove()
+
+
+@pytest.mark.parametrize("pool", [
+    nn.MaxPool2d(3, 2, 1), nn.MaxPool2d(2, ceil_mode=True), nn.MaxPool2d(3, 1, dilation=2),
+    nn.AdaptiveMaxPool2d((3, 2)),
+])
+def test_max_pooling_rule_equals_the_gradient(pool):
+    # the engine keeps only int32 argmax indices for max pools; overlapping windows must still add up
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), pool, nn.Flatten(), nn.LazyLinear(5)).eval()
+    x = torch.randn(2, 3, 11, 13, dtype=torch.float64)
+    model.double()(x)
+    xr = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(xr)[:, 1].sum(), xr)
+    assert torch.equal(tt.attribute(model, x, 1, method="gradient"), grad)
+    lrp0 = tt.attribute(model, x, 1, method="lrp", rule="lrp_0")
+    assert torch.allclose(lrp0, x * grad, atol=1e-12)  # LRP-0 through the pool = input x gradient
+    one_d = nn.Sequential(nn.Conv1d(3, 4, 3), nn.ReLU(), nn.MaxPool1d(2), nn.Flatten(), nn.Linear(20, 5)).double()
+    x1 = torch.randn(2, 3, 12, dtype=torch.float64)
+    xr = x1.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(one_d(xr)[:, 0].sum(), xr)
+    assert torch.allclose(tt.attribute(one_d, x1, 0, method="lrp", rule="lrp_0"), x1 * grad, atol=1e-12)
+
+
+def test_in_place_layers_stay_in_place_without_touching_the_input():
+    # mask rules let an in-place ReLU keep running in place; a ReLU applied to the input itself
+    # must still leave the caller's tensor alone
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.ReLU(inplace=True), nn.Conv2d(1, 3, 3), nn.ReLU(inplace=True), nn.Flatten(),
+                          nn.Linear(3 * 6 * 6, 4)).eval()
+    x = torch.randn(2, 1, 8, 8)
+    before = x.clone()
+    for method in ("gbp", "rectgrad", "deconvnet", "lrp"):
+        out = tt.attribute(model, x, 1, method=method)
+        assert torch.equal(x, before) and torch.isfinite(out).all()
+    assert model[0].inplace and model[2].inplace
+    # GBP with the ReLUs in place equals GBP with them out of place
+    ref = tt.attribute(nn.Sequential(nn.ReLU(), *list(model)[1:]), x, 1, method="gbp")
+    assert torch.equal(tt.attribute(model, x, 1, method="gbp"), ref)
 
 
 def _zero_biases(model):

@@ -53,12 +53,14 @@ def _ranks(n: int, q: float) -> tuple[int, int, float]:
 
 
 def _exact_order_stats(s: Tensor, lo: int, hi: int) -> tuple[Tensor, Tensor]:
+    """Order statistics ``lo`` and ``hi = lo or lo + 1`` (0-based) of each row: one selection; the
+    next statistic is ``v_lo`` again if tied, else the smallest value above it."""
     v_lo = s.kthvalue(lo + 1, dim=1).values
     if hi == lo:
         return v_lo, v_lo
-    # the next order statistic: v_lo again if tied, else the smallest value above v_lo
-    above = torch.where(s > v_lo[:, None], s, torch.full_like(s, float("inf"))).amin(dim=1)
-    tied = (s <= v_lo[:, None]).sum(dim=1) >= hi + 1
+    not_above = s <= v_lo[:, None]
+    tied = not_above.sum(dim=1) >= hi + 1
+    above = s.masked_fill(not_above, math.inf).amin(dim=1)
     return v_lo, torch.where(tied, v_lo, above)
 
 
@@ -97,25 +99,27 @@ def _top_order_stats(s: Tensor, lo: int, hi: int) -> tuple[Tensor, Tensor]:
         n_lt = (s < bound).sum(dim=1)
         if bool((n_lt > lo).any()):
             return _exact_order_stats(s, lo, hi)
-    out = []
-    if width > 0:
+    k = width - n + lo
+    if k >= 0:
         # the tails, left-aligned in a (B, width) matrix padded with -inf: a rank r of the full row
         # is then at position width - n + r in every padded row
         padded = s.new_full((b, width), -math.inf)
         padded.masked_scatter_(torch.arange(width, device=s.device) < above[:, None], s.reshape(-1)[where])
-    for r in (lo, hi):
-        k = width - n + r
-        v = padded.kthvalue(k + 1, dim=1).values if width > 0 and k >= 0 else bound.squeeze(1)
-        out.append(v if n_lt is None else torch.where(first_above > r, bound.squeeze(1), v))
-    return out[0], out[1]
+        v_lo, v_hi = _exact_order_stats(padded, k, k + hi - lo)
+    else:
+        v_lo = v_hi = bound.squeeze(1)
+    if n_lt is not None:  # rows whose wanted ranks fall on the tied bound
+        v_lo = torch.where(first_above > lo, bound.squeeze(1), v_lo)
+        v_hi = torch.where(first_above > hi, bound.squeeze(1), v_hi)
+    return v_lo, v_hi
 
 
 def _rectify(a: Tensor, g: Tensor, q: float) -> Tensor:
     s = (a * g).reshape(a.shape[0], -1)
     tau = percentile_threshold(s, q)
-    # s > tau exactly when s - tau > 0 (finite IEEE floats, no flush-to-zero); on the CPU a float
-    # 0/1 mask computed in place is several times faster than a boolean mask and torch.where
-    return s.sub_(tau[:, None]).gt_(0).mul_(g.reshape(s.shape)).reshape(g.shape)
+    # s becomes the 0/1 mask in place and then the output: on the CPU several times faster than a
+    # boolean mask and torch.where
+    return s.gt_(tau[:, None]).mul_(g.reshape(s.shape)).reshape(g.shape)
 
 
 def _examples(dtype: torch.dtype, device: str) -> list[tuple[Tensor, Tensor, float]]:
