@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -35,7 +34,7 @@ from toolkit_core.analysis import (  # noqa: E402
     plots,  # noqa: E402
 )
 from toolkit_core.data import load_digits, load_photos  # noqa: E402
-from toolkit_core.models import DigitsCNN  # noqa: E402
+from toolkit_core.models import digits_model  # noqa: E402
 
 #: label -> method spec (name, or (name, params)); LRP z+ is the lrp method with the z+ rule everywhere
 ALL_METHODS = {
@@ -66,25 +65,14 @@ def available(labels) -> dict:
 
 def train_digits(quick: bool, seed: int = 0) -> tuple[torch.nn.Module, float, float]:
     """DigitsCNN on 16x16 digits; returns (model, test accuracy, seconds)."""
-    torch.manual_seed(seed)
-    x, y = load_digits(16, "train").tensors
     xt, yt = load_digits(16, "test").tensors
-    model = DigitsCNN(size=16, width=8 if quick else 16, hidden=32 if quick else 64)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2 if quick else 5e-3)
-    g = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
-    for _ in range(2 if quick else 6):
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x), 64):
-            idx = perm[i : i + 64]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
+    model = digits_model(width=8 if quick else 16, hidden=32 if quick else 64, epochs=2 if quick else 6,
+                         lr=1e-2 if quick else 5e-3, seed=seed)
+    seconds = time.perf_counter() - t0
     with torch.no_grad():
         acc = float((model(xt).argmax(1) == yt).float().mean())
-    return model, acc, time.perf_counter() - t0
+    return model, acc, seconds
 
 
 def _fmt(v: float) -> str:

@@ -25,7 +25,8 @@ from toolkit_core.analysis._common import find_blocks
 from toolkit_core.analysis.sufficiency import keep_top_k
 from toolkit_core.data import load_digits
 from toolkit_core.errors import UnknownMethodError
-from toolkit_core.models import MLP, DigitsCNN
+from toolkit_core.models import MLP
+from toolkit_core.models import digits_model as trained_digits_model
 from toolkit_core.modelstate import ModelSnapshot
 
 HAS_GBP = True
@@ -44,21 +45,10 @@ needs_gbp = pytest.mark.skipif(not HAS_GBP, reason="the gbp plugin is not instal
 @pytest.fixture(scope="module")
 def digits_model() -> tuple[nn.Module, torch.Tensor]:
     """A DigitsCNN trained for a few seconds (2 epochs on 16x16 digits), and 8 test images."""
-    torch.manual_seed(0)
+    model = trained_digits_model(width=6, hidden=24, epochs=2, lr=1e-2, batch_size=128)
     x, y = load_digits(16, "train").tensors
-    model = DigitsCNN(size=16, width=6, hidden=24)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(2):
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x), 128):
-            idx = perm[i : i + 128]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
-    acc = float((model(x).argmax(1) == y).float().mean())
+    with torch.no_grad():
+        acc = float((model(x).argmax(1) == y).float().mean())
     assert acc > 0.6, f"the tiny digits CNN did not train (accuracy {acc:.2f})"
     xt, _ = load_digits(16, "test").tensors
     return model, xt[:8].clone()

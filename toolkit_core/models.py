@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+import functools
+
 import torch
 from torch import nn
+
+from .threads import torch_threads
 
 
 class DigitsCNN(nn.Module):
@@ -45,3 +50,46 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+@functools.lru_cache(maxsize=8)
+def _train_digits(
+    size: int, epochs: int, seed: int, width: int, hidden: int, lr: float, batch_size: int
+) -> dict[str, torch.Tensor]:
+    import torch.nn.functional as F
+
+    from .data import load_digits
+
+    with torch_threads(1):  # a tiny model trains ~10x faster single-threaded on a shared CPU
+        g = torch.Generator().manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = DigitsCNN(size=size, width=width, hidden=hidden)
+        x, y = load_digits(size, "train", seed=0).tensors
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        model.train()
+        for _ in range(epochs):
+            perm = torch.randperm(len(x), generator=g)
+            for i in range(0, len(x), batch_size):
+                idx = perm[i : i + batch_size]
+                loss = F.cross_entropy(model(x[idx]), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def digits_model(
+    size: int = 16, epochs: int = 8, seed: int = 0, width: int = 8, hidden: int = 32, lr: float = 3e-3,
+    batch_size: int = 64,
+) -> nn.Module:
+    """A small undefended :class:`DigitsCNN` trained on the digits train split.
+
+    Plain cross-entropy, Adam, seeded; a few seconds on one CPU core. Returned in eval mode; the
+    trained weights are cached per argument tuple and every call returns a fresh copy. Test-split
+    accuracy is about 0.9 at the defaults (``toolkit_core.data.load_digits(size, "test")``).
+    """
+    state = _train_digits(size, epochs, seed, width, hidden, float(lr), batch_size)
+    model = DigitsCNN(size=size, width=width, hidden=hidden)
+    model.load_state_dict(copy.deepcopy(state))
+    return model.eval()

@@ -44,37 +44,35 @@ def preserved(model: nn.Module, mode: bool | None = None, freeze: bool = False) 
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected a torch.nn.Module, got {type(model).__name__}")
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    hooks = _hook_keys(model)
+    # one traversal; hook dictionaries are recorded by key (None when empty, the common case)
+    modules = [(m, m.training, tuple(set(d) if (d := getattr(m, name, None)) else None for name in _HOOK_DICTS))
+               for m in model.modules()]
+    params = [(p, p.requires_grad, set(p._backward_hooks) if p._backward_hooks else None)
+              for p in model.parameters()]
     try:
-        if mode is not None:
-            model.train(mode)
+        if mode is not None and any(training != mode for _, training, _ in modules):
+            model.train(mode)  # the model's own train() (some models override it)
         if freeze:
-            for p, _ in flags:
+            for p, _, _ in params:
                 p.requires_grad_(False)
         yield model
     finally:
-        for m, training in modes:
-            m.training = training
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        modules = dict(model.named_modules(remove_duplicate=False))
-        for (mname, d), before in hooks.items():
-            if d == "param":
-                continue
-            m = modules.get(mname)
-            if m is None:
-                continue
-            hd = getattr(m, d, None)
-            if hd is not None:
-                for k in [k for k in hd if k not in before]:
-                    del hd[k]
-        for pname, p in model.named_parameters(remove_duplicate=False):
-            before = hooks.get((pname, "param"), set())
-            if p._backward_hooks:
-                for k in [k for k in p._backward_hooks if k not in before]:
-                    del p._backward_hooks[k]
+        for m, training, hooks in modules:
+            if m.training != training:
+                m.training = training
+            for name, before in zip(_HOOK_DICTS, hooks):
+                _drop_new(getattr(m, name, None), before)
+        for p, flag, before in params:
+            if p.requires_grad != flag:
+                p.requires_grad_(flag)
+            _drop_new(p._backward_hooks, before)
+
+
+def _drop_new(hooks: dict | None, before: set | None) -> None:
+    """Remove the entries of ``hooks`` whose keys are not in ``before``."""
+    if hooks:
+        for k in [k for k in hooks if before is None or k not in before]:
+            del hooks[k]
 
 
 @dataclass

@@ -25,9 +25,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
-import functools
 import json
 import time
 import warnings
@@ -39,6 +37,7 @@ from torch import nn
 
 from .data import iterate_batches
 from .methods import Attack
+from .models import digits_model  # noqa: F401 - re-exported: the reference model of the attack tests
 from .modelstate import preserved
 from .threads import torch_threads
 
@@ -286,47 +285,3 @@ def evaluate_robustness(
         params={k: _attack_params(a) for k, a in resolved.items()},
         seconds=seconds,
     )
-
-
-# --------------------------------------------------------------------------- a reference model
-
-
-@functools.lru_cache(maxsize=4)
-def _train_digits(size: int, epochs: int, seed: int, width: int, hidden: int) -> dict[str, torch.Tensor]:
-    import torch.nn.functional as F
-
-    from .data import load_digits
-    from .models import DigitsCNN
-
-    with torch_threads(1):  # a tiny model trains ~10x faster single-threaded on a shared CPU
-        g = torch.Generator().manual_seed(seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = DigitsCNN(size=size, width=width, hidden=hidden)
-        x, y = load_digits(size, "train", seed=0).tensors
-        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-        model.train()
-        for _ in range(epochs):
-            perm = torch.randperm(len(x), generator=g)
-            for i in range(0, len(x), 64):
-                idx = perm[i : i + 64]
-                loss = F.cross_entropy(model(x[idx]), y[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def digits_model(size: int = 16, epochs: int = 8, seed: int = 0, width: int = 8, hidden: int = 32) -> nn.Module:
-    """A small undefended :class:`~toolkit_core.models.DigitsCNN` trained on the digits train split.
-
-    Plain cross-entropy, Adam (lr 3e-3), batch 64, seeded; a few seconds on one CPU core. Returned in
-    eval mode; the trained weights are cached per argument tuple and every call returns a fresh copy.
-    Test-split accuracy is about 0.9 at the defaults (``toolkit_core.data.load_digits(size, "test")``).
-    """
-    from .models import DigitsCNN
-
-    state = _train_digits(size, epochs, seed, width, hidden)
-    model = DigitsCNN(size=size, width=width, hidden=hidden)
-    model.load_state_dict(copy.deepcopy(state))
-    return model.eval()

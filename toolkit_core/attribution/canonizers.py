@@ -31,7 +31,7 @@ __all__ = ["batchnorm_pairs", "flag_set", "fold", "folded_batchnorm", "out_of_pl
 
 
 def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())]
+    return [(n, m) for n, m in model.named_modules() if not any(c is not None for c in m._modules.values())]
 
 
 def batchnorm_pairs(model: nn.Module) -> dict[str, str]:

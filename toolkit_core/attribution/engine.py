@@ -10,13 +10,18 @@ How it works (see :mod:`.rules` for the signal convention ``c = R / z``):
    rule's. So the layer's forward runs once, no autograd graph is built for it, and its backward is
    exactly one rule evaluation (for LRP-epsilon: an elementwise scale and the usual transposed conv).
 3. BatchNorm layers that directly follow a conv/dense layer are folded into it on the fly
-   (:mod:`.canonizers`); in-place activations are made out-of-place while the engine runs.
+   (:mod:`.canonizers`). In-place activations stay in place when their rule only needs the output
+   (``Rule.keeps_inplace``: the ReLU masks of LRP, GBP, deconvnet, RectGrad) and are made
+   out-of-place otherwise. Max pools run with ``return_indices=True`` and keep only their argmax
+   (int32) for the backward pass (:class:`.rules.WinnerTakesAll`, the plain gradient). Together
+   with the one-byte ReLU masks this keeps every method's memory near the plain gradient's.
 4. The backward pass starts from ``onehot(target)`` at the logits (``R_out = onehot * logits``).
    The attribution is ``x * c(x)`` (LRP, DTD, RectGrad) or ``c(x)`` (GBP, deconvnet), plus the
    relevance of ``produces_relevance`` rules on layers that read the input.
 
 The model comes back unchanged: :func:`toolkit_core.modelstate.preserved` restores modes, flags and
-hooks; in-place flags are restored by :func:`.canonizers.out_of_place`; weights are never written.
+hooks; in-place and ``return_indices`` flags are restored by :func:`.canonizers.flag_set`; weights
+are never written; the input is copied before the forward pass, so no in-place layer can write to it.
 """
 
 from __future__ import annotations
@@ -150,10 +155,10 @@ class _Engine:
         self.pools: list[nn.Module] = []  # max pools run with return_indices=True (hooks strip the indices)
         modules = dict(self.model.named_modules())
         rules: dict[str, Rule] = {}
-        for name, module in self.model.named_modules():
-            leaf = not any(True for _ in module.children())
-            if not leaf:
-                if any(True for _ in module.parameters(recurse=False)) and self.rule_for(name, module) is None:
+        for name, module in modules.items():
+            if any(c is not None for c in module._modules.values()):  # a container
+                own = any(p is not None for p in module._parameters.values())
+                if own and self.rule_for(name, module) is None:
                     raise _unsupported(name, module, self.method, "it holds its own parameters and sub-modules")
                 continue
             if isinstance(module, MAX_POOLS) and not module.return_indices:

@@ -134,3 +134,8 @@ class AdversarialDefense(Defense):
         if self._attack is None:
             self._attack = resolve_attack(None)
         return self._attack
+
+    def loss(self, model, x, y):
+        """``objective(model, x, x_adv, y)`` with ``x_adv`` crafted by :attr:`attack` on the model in
+        eval mode (:func:`craft`); subclasses define ``objective`` and may override this."""
+        return self.objective(model, x, craft(self.attack, model, x, y), y)

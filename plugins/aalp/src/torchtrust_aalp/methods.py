@@ -17,7 +17,7 @@ from torch import nn
 from torchtrust_alp import weighted_pair_loss
 
 from toolkit_core.methods import Attack
-from toolkit_core.training import AdversarialDefense, craft, unwrap_model
+from toolkit_core.training import AdversarialDefense, unwrap_model
 
 
 def find_head(model: nn.Module, name: str | None = None) -> nn.Linear:
@@ -238,7 +238,3 @@ class AALP(AdversarialDefense):
                 "adv_acc": float((z_adv.argmax(1) == y).float().mean()),
             }
         return loss, logs
-
-    def loss(self, model, x, y):
-        x_adv = craft(self.attack, model, x, y)
-        return self.objective(model, x, x_adv, y)

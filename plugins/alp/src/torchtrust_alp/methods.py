@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from toolkit_core.methods import Attack
-from toolkit_core.training import AdversarialDefense, craft
+from toolkit_core.training import AdversarialDefense
 
 from .kernels import weighted_pair_loss
 
@@ -63,7 +63,3 @@ class ALP(AdversarialDefense):
                 "adv_acc": float((z_adv.argmax(1) == y).float().mean()),
             }
         return loss, logs
-
-    def loss(self, model, x, y):
-        x_adv = craft(self.attack, model, x, y)
-        return self.objective(model, x, x_adv, y)
