@@ -1,7 +1,7 @@
 """torchtrust plugin: the Minimum Manifold Coding prior (``mmc``) for MMCGAN.
 
 * ``mmc``: codes of the training points along an approximately shortest open Hamiltonian path
-  (operational definition of Zheng, Sang & Xu, arXiv:2006.10331); the path solver is
+  (operational definition of Zheng, Sang & Xu, MMCGAN); the path solver is
   :mod:`torchtrust_mmc.tsp` and its neighbour search the kernel ``torchtrust_mmc::knn``.
 """
 

@@ -2,7 +2,7 @@
 
 Operational definition (ours; the MMCGAN paper text was not available, see METHODS.md section 3).
 Zheng, Sang & Xu, "MMCGAN: generative adversarial network with explicit manifold prior"
-(arXiv:2006.10331) describe MMC as "the general case of the shortest Hamiltonian path problem" that
+describe MMC as "the general case of the shortest Hamiltonian path problem" that
 "pursues manifold with minimum Riemann volume". We implement:
 
 1. ``path``: an approximately shortest open Hamiltonian path through the N training points (Euclidean,
@@ -115,7 +115,7 @@ class MMC(Prior):
 
     name = "mmc"
     summary = "Minimum Manifold Coding: codes along a shortest Hamiltonian path through the data (MMCGAN)."
-    citation = "arXiv:2006.10331"
+    citation = "G. Zheng, J. Sang, C. Xu: MMCGAN, explicit manifold learning as prior for GANs"
     kernels = ("torchtrust_mmc::knn",)
 
     def __init__(self, dim: int = 1, sigma: float = 0.0, knn: int = 10, kicks: int = -1, seed: int = 0):
