@@ -9,12 +9,14 @@ the MMCGAN pairing term: every training point has its own code ``c_i = prior.cod
 be dropped; Zheng, Sang & Xu, MMCGAN). The discriminator step minimizes
 ``softplus(-D(x)) + softplus(D(G(z)))``. ``prior = gaussian`` and ``pair_weight = 0`` is the plain GAN.
 
-Checkpoints: ``<checkpoint_dir>/last.pt`` after every epoch, written atomically (temporary file +
+Checkpoints: ``<checkpoint_dir>/gan_last.pt`` after every epoch, written atomically (temporary file +
 ``os.replace``) by rank 0, with both networks, both optimizers, the prior's state, every RNG and the
 history; ``resume=True`` continues from it and reproduces an uninterrupted run bit for bit on CPU.
 Distributed: when ``torch.distributed`` is initialized (or under ``torchrun``), each rank loads its
-shard through a ``DistributedSampler``, gradients are averaged with ``all_reduce`` after every backward
-pass, initial weights are broadcast from rank 0, and only rank 0 writes checkpoints.
+shard through a ``DistributedSampler``, draws its own latents (rank r > 0 reseeds with ``seed + r``
+after the prior is fitted), gradients are averaged with ``all_reduce`` after every backward pass,
+initial weights are broadcast from rank 0, and only rank 0 writes checkpoints, which hold every rank's
+RNG state; a resume needs the same number of processes.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from ..training.checkpoint import capture_rng, restore_rng, save_atomic
 from ..training.history import History
 
 CHECKPOINT_NAME = "gan_last.pt"
-FORMAT = 1
+FORMAT = 2  # 2: per-rank RNG states and the world size
 
 
 def _training_tensor(data) -> torch.Tensor:
@@ -148,6 +150,8 @@ def train_gan(
             f"pair_weight > 0 needs one prior code per training point ({n}); the prior has "
             f"{'none' if codes is None else len(codes)}: fit it on the same data or use fit_prior=True"
         )
+    if ctx.distributed and ctx.rank:
+        torch.manual_seed(seed + ctx.rank)  # the prior is fitted alike everywhere; latents differ per rank
     generator.to(dev).train()
     discriminator.to(dev).train()
     if ctx.distributed:
@@ -175,6 +179,11 @@ def train_gan(
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         if ckpt.get("format") != FORMAT:
             raise RuntimeError(f"{path} has checkpoint format {ckpt.get('format')!r}, expected {FORMAT}")
+        if ckpt["world_size"] != ctx.world_size:
+            raise RuntimeError(
+                f"the checkpoint {path} was written by {ckpt['world_size']} process(es), this run has "
+                f"{ctx.world_size}; resume with the same number of processes"
+            )
         generator.load_state_dict(ckpt["generator"])
         discriminator.load_state_dict(ckpt["discriminator"])
         opt_g.load_state_dict(ckpt["opt_g"])
@@ -182,7 +191,7 @@ def train_gan(
         if ckpt.get("prior") and hasattr(prior, "load_state_dict"):
             prior.load_state_dict(ckpt["prior"])
         history = History.from_dict(ckpt["history"])
-        restore_rng(ckpt["rng"], loader_gen)
+        restore_rng(ckpt["rng"][ctx.rank], loader_gen)
         start = int(ckpt["epoch"])
     codes_dev = None if getattr(prior, "codes", None) is None else torch.as_tensor(prior.codes).float().to(dev)
 
@@ -232,12 +241,13 @@ def train_gan(
                 "epoch": epoch + 1, "d_loss": float(sums[0]) / cnt, "g_loss": float(sums[1]) / cnt,
                 "pair_loss": float(sums[2]) / cnt, "time_s": time.perf_counter() - t0,
             })
+            rngs = dist_utils.all_gather_object(capture_rng(loader_gen), ctx) if path is not None else None
             if path is not None and ctx.is_main:
                 save_atomic({
-                    "format": FORMAT, "epoch": epoch + 1,
+                    "format": FORMAT, "epoch": epoch + 1, "world_size": ctx.world_size,
                     "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
                     "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "prior": _prior_state(prior),
-                    "rng": capture_rng(loader_gen), "history": history.to_dict(),
+                    "rng": rngs, "history": history.to_dict(),
                 }, path)
             dist_utils.barrier(ctx)
     dist_utils.teardown(ctx)
