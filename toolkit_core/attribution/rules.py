@@ -334,6 +334,15 @@ class ActivationRule(Rule):
     """A rule for an elementwise activation; ``layer`` is the activation module itself."""
 
     name = "activation_rule"
+    #: the activation modules the rule is defined for (subclasses count: ReLU6 is a Hardtanh)
+    supports: ClassVar[tuple[type[torch.nn.Module], ...]] = (torch.nn.ReLU, torch.nn.Hardtanh)
+
+    def check(self, module: torch.nn.Module) -> str | None:
+        """``None`` when the rule is defined for ``module``, else why not (the engine's error quotes it)."""
+        if isinstance(module, self.supports):
+            return None
+        kinds = ", ".join(t.__name__ for t in self.supports)
+        return f"the rule {self.name!r} is defined for {kinds} (or a subclass) only"
 
     @staticmethod
     def active(module: torch.nn.Module, a: Tensor, z: Tensor) -> Tensor:

@@ -15,11 +15,6 @@ class DeconvReLU(ActivationRule):
 
     name = "deconvnet_relu"
 
-    def check(self, module: nn.Module) -> str | None:
-        if isinstance(module, (nn.ReLU, nn.Hardtanh)):
-            return None
-        return "deconvnet defines a rule for ReLU, ReLU6 and Hardtanh only"
-
     def backward(self, layer, state, g):
         return relu_grad(g)
 

@@ -15,11 +15,6 @@ class GuidedReLU(ActivationRule):
 
     name = "gbp_relu"
 
-    def check(self, module: nn.Module) -> str | None:
-        if isinstance(module, (nn.ReLU, nn.Hardtanh)):
-            return None
-        return "guided backprop defines a rule for ReLU, ReLU6 and Hardtanh only"
-
     def forward(self, layer, a, z):
         return self.active(layer, a, z)
 

@@ -23,11 +23,6 @@ class RectifiedReLU(ActivationRule):
             raise ValueError(f"q is a percentile and must lie in [0, 100], got {q}")
         self.q = float(q)
 
-    def check(self, module: nn.Module) -> str | None:
-        if isinstance(module, (nn.ReLU, nn.Hardtanh)):
-            return None
-        return "RectGrad defines a rule for ReLU, ReLU6 and Hardtanh only"
-
     def forward(self, layer, a, z):
         return z, z._version  # the activation (the output, also when the layer runs in place)
 
