@@ -159,6 +159,14 @@ def metric_objects(quick: bool, model, data) -> tuple[dict, dict[str, str]]:
     return kept, skipped
 
 
+def _digits_subset(n: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """``n`` training digits drawn with ``seed`` (the same ``n`` and seed give the same subset), and the
+    whole test split: ``(x_train, y_train, x_test, y_test)``."""
+    xtr, ytr = load_digits(16, "train").tensors
+    keep = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(seed))[:n]
+    return (xtr[keep], ytr[keep], *load_digits(16, "test").tensors)
+
+
 def grid_study(quick: bool, log) -> tuple[list[dict], dict[str, float], dict[str, str]]:
     xtr_all, ytr_all = load_digits(16, "train").tensors
     xte, yte = load_digits(16, "test").tensors
@@ -179,8 +187,7 @@ def grid_study(quick: bool, log) -> tuple[list[dict], dict[str, float], dict[str
     for i, values in enumerate(combos):
         hp = dict(zip(FACTORS, values))
         torch.manual_seed(i)
-        keep = torch.randperm(len(ytr_all), generator=torch.Generator().manual_seed(1))[: hp["train_size"]]
-        xtr, ytr = xtr_all[keep], ytr_all[keep]
+        xtr, ytr, _, _ = _digits_subset(hp["train_size"], seed=1)
         model = ResMLP(hp["width"], hp["depth"], shortcut=False)
         t0 = time.perf_counter()
         train(model, xtr, ytr, steps=steps, lr=hp["lr"], weight_decay=hp["weight_decay"], aug=hp["augment"], seed=i)
@@ -206,10 +213,7 @@ def grid_study(quick: bool, log) -> tuple[list[dict], dict[str, float], dict[str
 
 
 def enhance_study(quick: bool, log) -> list[dict]:
-    xtr_all, ytr_all = load_digits(16, "train").tensors
-    xte, yte = load_digits(16, "test").tensors
-    keep = torch.randperm(len(ytr_all), generator=torch.Generator().manual_seed(2))[:300]
-    xtr, ytr = xtr_all[keep], ytr_all[keep]
+    xtr, ytr, xte, yte = _digits_subset(300, seed=2)
     seeds = range(2 if quick else 5)
     steps = 120 if quick else 300
     itid = create("itid")
@@ -230,10 +234,7 @@ def enhance_study(quick: bool, log) -> list[dict]:
 
 
 def maxent_study(quick: bool, log) -> list[dict]:
-    xtr_all, ytr_all = load_digits(16, "train").tensors
-    xte, yte = load_digits(16, "test").tensors
-    keep = torch.randperm(len(ytr_all), generator=torch.Generator().manual_seed(3))[:500]
-    xtr, ytr = xtr_all[keep], ytr_all[keep]
+    xtr, ytr, xte, yte = _digits_subset(500, seed=3)
     seeds = range(1 if quick else 3)
     steps = 150 if quick else 400
     maxent = create("maxent")
