@@ -242,22 +242,24 @@ class _Engine:
                 if entry is not None and entry[0]() is a:
                     _, conv_node, conv_name = entry
                     layer = fold(conv_node.layer, module, f"{conv_name}+{name}")
-                    if self.low_memory:
+                    if self._recompute(conv_node.a, out, conv_node.is_input):
                         node = _DeferredNode(self, conv_node.rule, layer, None, conv_node.a, conv_node.is_input)
                         node.version = conv_node.a._version
                         return _RuleFunction.apply(conv_node.a, [out], node)
                     with torch.no_grad():
                         state = conv_node.rule.forward(layer, conv_node.a, out)
-                    node = _Node(self, conv_node.rule, layer, state, conv_node.a, conv_node.is_input)
+                    keep = conv_node.a if conv_node.rule.produces_relevance else None
+                    node = _Node(self, conv_node.rule, layer, state, keep, conv_node.is_input)
                     return _RuleFunction.apply(conv_node.a, [out], node)
             linear = isinstance(module, LINEAR_TYPES)
             layer = make_layer(module, name, a.shape) if linear else module
-            if deferred or (self.low_memory and linear):
+            recompute = linear and self._recompute(a, out, is_input)
+            if deferred or recompute:
                 node = _DeferredNode(self, rule, layer, None, a, is_input)
                 res = _RuleFunction.apply(a, [out], node)
                 if deferred:
                     self._pending[id(res)] = (weakref.ref(res), node, name)
-                if self.low_memory:
+                if recompute:
                     node.version = a._version
                 return res
             with torch.no_grad():
@@ -266,6 +268,11 @@ class _Engine:
             return _RuleFunction.apply(a, [out], node)
 
         return hook
+
+    def _recompute(self, a: Tensor, out: Tensor, is_input: bool) -> bool:
+        """``low_memory``: keep the layer's input and recompute its output in the backward pass when
+        that keeps less than the rule state of the output's size (the model input is kept anyway)."""
+        return self.low_memory and (is_input or a.numel() < out.numel())
 
     def _key(self, name: str) -> str:
         i = self._calls.get(name, 0)
@@ -355,10 +362,10 @@ def run_engine(
     ``inject``: ``{layer name: tensor}`` -- start the backward pass at that layer's output with this
     relevance (``inject_kind="relevance"``, converted to ``c = R / z``) or signal (``"signal"``)
     instead of at the target logit (used for the cosine-similarity convergence analysis of Sixt et
-    al. 2020). ``low_memory``: keep only each ruled layer's input for the backward pass and
-    recompute the layer's output and rule state there (one extra forward per ruled linear layer;
-    the default keeps one extra tensor of the output's size per layer instead). The model is run in
-    eval mode with frozen parameters and comes back unchanged.
+    al. 2020). ``low_memory``: for each ruled linear layer whose input is smaller than its output
+    (or is the model input), keep the input and recompute the layer's output and rule state in the
+    backward pass (one extra forward of that layer) instead of keeping a state of the output's size.
+    The model is run in eval mode with frozen parameters and comes back unchanged.
     """
     if inject_kind not in ("relevance", "signal"):
         raise ValueError(f"inject_kind must be 'relevance' or 'signal', got {inject_kind!r}")
