@@ -54,8 +54,8 @@ class LRP(ModifiedBackprop):
     or a dict (see :mod:`toolkit_core.attribution.composites`); without one, ``rule`` applies to every
     conv and dense layer. BatchNorm layers after a conv are folded into it; activations pass
     relevance; residual additions split it in proportion to the summands. ``low_memory=True``
-    recomputes each layer's output in the backward pass instead of keeping its rule state (less
-    memory, one extra forward convolution per layer).
+    recomputes, in the backward pass, the output of every layer whose input is smaller than its
+    output, instead of keeping its rule state (less memory, one extra forward of those layers).
     """
 
     name = "lrp"
