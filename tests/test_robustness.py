@@ -14,15 +14,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import toolkit_core as tt
 from toolkit_core.data import load_digits
-from toolkit_core.robustness import RobustnessResult, digits_model
+from toolkit_core.fixtures import one_thread  # noqa: F401 - single-threaded torch in every test
+from toolkit_core.models import digits_model
+from toolkit_core.robustness import RobustnessResult
 from toolkit_core.testing import ModelSnapshot
-from toolkit_core.threads import torch_threads
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with torch_threads(1):
-        yield
 
 
 @pytest.fixture
