@@ -280,9 +280,13 @@ def test_model_unchanged_after_success_and_after_exception():
     h.remove()
 
 
+class _RenamedPool(nn.MaxPool2d):
+    """A user's subclass: the rule must not depend on the class name."""
+
+
 @pytest.mark.parametrize("pool", [
     nn.MaxPool2d(3, 2, 1), nn.MaxPool2d(2, ceil_mode=True), nn.MaxPool2d(3, 1, dilation=2),
-    nn.AdaptiveMaxPool2d((3, 2)),
+    nn.AdaptiveMaxPool2d((3, 2)), _RenamedPool(2),
 ])
 def test_max_pooling_rule_equals_the_gradient(pool):
     # the engine keeps only int32 argmax indices for max pools; overlapping windows must still add up

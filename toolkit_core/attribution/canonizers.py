@@ -27,11 +27,16 @@ from torch import nn
 
 from .layers import BN_TYPES, CONV_TYPES, ConvLayer, DenseLayer, LinearLayer, batchnorm_affine
 
-__all__ = ["batchnorm_pairs", "flag_set", "fold", "folded_batchnorm", "out_of_place"]
+__all__ = ["batchnorm_pairs", "flag_set", "fold", "folded_batchnorm", "is_leaf", "out_of_place"]
+
+
+def is_leaf(module: nn.Module) -> bool:
+    """True when ``module`` has no sub-modules (a registered ``None`` does not count)."""
+    return not any(c is not None for c in module._modules.values())
 
 
 def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(n, m) for n, m in model.named_modules() if not any(c is not None for c in m._modules.values())]
+    return [(n, m) for n, m in model.named_modules() if is_leaf(m)]
 
 
 def batchnorm_pairs(model: nn.Module) -> dict[str, str]:

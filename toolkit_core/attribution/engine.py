@@ -35,16 +35,16 @@ import torch
 from torch import Tensor, nn
 
 from ..modelstate import preserved
-from .canonizers import batchnorm_pairs, flag_set, fold, out_of_place
+from .canonizers import batchnorm_pairs, flag_set, fold, is_leaf, out_of_place
 from .composites import PASS_THROUGH, POOLS
 from .inputs import logits_of, resolve_target
 from .layers import BN_TYPES, CONV_TYPES, make_layer
-from .rules import Gradient, Rule, WinnerTakesAll, stabilized_divide
+from .rules import MAX_POOL_DIMS, Gradient, Rule, WinnerTakesAll, stabilized_divide
 
 __all__ = ["UnsupportedLayerError", "LayerwiseResult", "run_engine"]
 
 LINEAR_TYPES = (*CONV_TYPES, nn.Linear, *BN_TYPES)
-MAX_POOLS = tuple(p for p in POOLS if "Max" in p.__name__)
+MAX_POOLS = tuple(MAX_POOL_DIMS)
 _WINNER_TAKES_ALL = WinnerTakesAll()
 
 
@@ -156,7 +156,7 @@ class _Engine:
         modules = dict(self.model.named_modules())
         rules: dict[str, Rule] = {}
         for name, module in modules.items():
-            if any(c is not None for c in module._modules.values()):  # a container
+            if not is_leaf(module):  # a container
                 own = any(p is not None for p in module._parameters.values())
                 if own and self.rule_for(name, module) is None:
                     raise _unsupported(name, module, self.method, "it holds its own parameters and sub-modules")

@@ -41,7 +41,8 @@ from torch import Tensor
 
 __all__ = [
     "Rule", "LinearRule", "ActivationRule", "Gradient", "Pass", "Epsilon", "LRP0", "Gamma", "ZPlus", "AlphaBeta",
-    "Flat", "WSquare", "ZBox", "WinnerTakesAll", "masked", "stabilize", "stabilized_divide", "BUILTIN_RULES",
+    "Flat", "WSquare", "ZBox", "WinnerTakesAll", "MAX_POOL_DIMS", "masked", "stabilize", "stabilized_divide",
+    "BUILTIN_RULES",
 ]
 
 
@@ -307,6 +308,13 @@ class Pass(Rule):
         return masked(g, state) if state.dtype == torch.bool else g * state
 
 
+#: max-pooling module types and their number of pooled (spatial) dimensions
+MAX_POOL_DIMS: dict[type[torch.nn.Module], int] = {
+    torch.nn.MaxPool1d: 1, torch.nn.MaxPool2d: 2, torch.nn.MaxPool3d: 3,
+    torch.nn.AdaptiveMaxPool1d: 1, torch.nn.AdaptiveMaxPool2d: 2, torch.nn.AdaptiveMaxPool3d: 3,
+}
+
+
 class WinnerTakesAll(Rule):
     """Max pooling: the signal goes to the maximal input of each window -- the plain gradient.
 
@@ -318,7 +326,7 @@ class WinnerTakesAll(Rule):
     name = "max_pool"
 
     def forward(self, layer, a, z):
-        spatial = int(type(layer).__name__[-2])  # MaxPool2d, AdaptiveMaxPool3d, ...
+        spatial = next(d for t, d in MAX_POOL_DIMS.items() if isinstance(layer, t))
         if math.prod(a.shape[-spatial:]) < 2**31:
             z = z.to(torch.int32)
         return z, a.shape, a.dim() - spatial
