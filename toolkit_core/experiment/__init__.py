@@ -19,17 +19,6 @@ from .runner import Results, run_stages, save_json
 __all__ = ["ConfigError", "Experiment", "ExperimentConfig", "MethodSpec", "Results", "run_from_cli"]
 
 
-def _stage_functions():
-    from . import stages
-
-    fns = {"train": stages.stage_train, "robustness": stages.stage_robustness, "metrics": stages.stage_metrics}
-    for name in ("attribution", "generative"):
-        fn = getattr(stages, f"stage_{name}", None)
-        if fn is not None:
-            fns[name] = fn
-    return fns
-
-
 class Experiment:
     """An experiment: validated config + :meth:`run`."""
 
@@ -55,9 +44,9 @@ class Experiment:
     def run(self, out: str | Path = "torchtrust-report", progress: bool = True) -> Results:
         """Run every stage (reusing finished ones in ``out``), write the report; return the results."""
         from .report import write_report
+        from .stages import STAGE_FUNCTIONS as fns
 
         out = Path(out)
-        fns = _stage_functions()
         missing = [s for s in self.config.stages if s not in fns]
         if missing:
             raise RuntimeError(f"stages {missing} are not available in this installation")

@@ -62,7 +62,7 @@ def _stage_tables(stage: str, res: dict[str, Any]) -> str:
         parts.append(_table({k: {c: v[c] for c in ("defense", "epochs", "train_acc", "test_acc", "time_s") if c in v}
                              for k, v in res.get("models", {}).items()}, "model"))
     elif stage == "robustness":
-        from .stages import robust_columns
+        from .figures import robust_columns
 
         parts.append(_table({m: robust_columns(v) for m, v in res.get("table", {}).items()}, "model"))
     elif stage == "metrics":

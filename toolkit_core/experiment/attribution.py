@@ -1,0 +1,117 @@
+"""Stage ``attribution``: heatmaps of every attribution method (digits and photos), cascading parameter
+randomization, input alignment, key-information sufficiency."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .. import data as tt_data
+from .common import digits
+from .config import instantiate
+from .figures import heatmap_grid
+from .runner import RunContext, seed_everything
+
+
+class _Normalized(torch.nn.Module):
+    """ImageNet normalization inside the model, so attributions are taken w.r.t. [0, 1] pixels."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(tt_data.IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(tt_data.IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+def photo_model(seed: int) -> torch.nn.Module:
+    """A randomly initialized torchvision VGG-16 (no weights are downloaded), normalization inside."""
+    import torchvision
+
+    seed_everything(seed)
+    return _Normalized(torchvision.models.vgg16(weights=None)).eval()
+
+
+def stage_attribution(ctx: RunContext) -> dict[str, Any]:
+    from ..analysis import cascading_randomization, input_alignment, key_information_sufficiency, plots
+
+    cfg = ctx.config
+    a = cfg.settings["analysis"]
+    specs = cfg.methods["attribution"]
+    if not specs:
+        return {"summary": "no attribution methods configured", "figures": []}
+    methods = {s.label: instantiate(s, "attribution") for s in specs}
+    model = ctx.models["plain"]
+    _, test = digits(ctx)
+    x, y = test.tensors[0][: a["samples"]].to(ctx.device), test.tensors[1][: a["samples"]].to(ctx.device)
+    out: dict[str, Any] = {"methods": list(methods), "figures": [], "errors": {}}
+    advance = ctx.task("attribution", 2 + 3 * len(methods))
+
+    maps = {}
+    for label, m in methods.items():
+        try:
+            maps[label] = m(model, x, y).detach().cpu()
+        except Exception as exc:  # a method that fails is reported, the others still run
+            out["errors"][f"{label} on digits"] = f"{type(exc).__name__}: {exc}"
+    heatmap_grid(ctx.figure("attribution_digits"), x[:4].cpu(), {k: v[:4] for k, v in maps.items()},
+                  "trained digits CNN: attribution of the true class (red +, blue -)")
+    out["figures"].append("attribution_digits.png")
+    advance()
+    good = {k: methods[k] for k in maps}
+
+    if a["photos"]:
+        photos = tt_data.load_photos(a["photo_size"]).to(ctx.device)
+        vgg = photo_model(cfg.seed).to(ctx.device)
+        pmaps = {}
+        for label, m in good.items():
+            try:
+                pmaps[label] = m(vgg, photos, None).detach().cpu()
+            except Exception as exc:
+                out["errors"][f"{label} on VGG-16"] = f"{type(exc).__name__}: {exc}"
+        heatmap_grid(ctx.figure("attribution_photos"), photos.cpu(), pmaps,
+                      f"randomly initialized VGG-16, {a['photo_size']}px photos: predicted class")
+        out["figures"].append("attribution_photos.png")
+        align_vgg = {}
+        for label, m in good.items():
+            if label in pmaps:
+                align_vgg[label] = {"input alignment (random VGG-16)": input_alignment(
+                    vgg, photos, None, method=m, layerwise=False).mean}
+        out["alignment on random VGG-16"] = align_vgg
+    advance()
+
+    if a["randomization"] and good:
+        r = cascading_randomization(model, x, y, methods=good, order="top_down", seed=cfg.seed, keep_maps=True)
+        for metric, title in (("ssim_flip", "sign-flip SSIM max(SSIM(a,b), SSIM(a,-b))"), ("ssim", "SSIM"),
+                              ("spearman_abs", "Spearman of |maps|")):
+            out[f"randomization: {title} to the original, top-down"] = {
+                label: {f"+{b}" if i else b: v for i, (b, v) in enumerate(zip(r.blocks, r.mean(label, metric)))}
+                for label in r.methods}
+        plots.similarity_curves(r, "ssim_flip", path=ctx.figure("randomization_ssim"),
+                                title="cascading randomization (digits CNN): sign-flip SSIM to the original")
+        plots.randomization_grid(r, x.cpu(), sample=0, path=ctx.figure("randomization_grid"))
+        out["figures"] += ["randomization_ssim.png", "randomization_grid.png"]
+    advance(len(good))
+
+    alignment = [input_alignment(model, x, y, method=m) for m in good.values()]
+    out["input alignment (trained digits CNN)"] = {
+        label: {"mean cos(A, x)": res.mean} for label, res in zip(good, alignment)}
+    plots.alignment_bars(alignment, path=ctx.figure("alignment"), title="input alignment, trained digits CNN")
+    out["figures"].append("alignment.png")
+    advance(len(good))
+
+    if a["sufficiency"]:
+        suff = [key_information_sufficiency(model, x, y, method=m, seed=cfg.seed) for m in good.values()]
+        out["key-information sufficiency (share of predictions unchanged)"] = {
+            label: {f"top {k:g}%": v for k, v in zip(s.ks, s.unchanged)} for label, s in zip(good, suff)}
+        plots.sufficiency_curves(suff, path=ctx.figure("sufficiency"), title="keep the top-k% attributed pixels")
+        out["figures"].append("sufficiency.png")
+    advance(len(good))
+    top = out.get("randomization: sign-flip SSIM max(SSIM(a,b), SSIM(a,-b)) to the original, top-down", {})
+    ssim_top = {k: v[next(iter(v))] for k, v in top.items()}
+    best = max(ssim_top, key=lambda k: ssim_top[k] if ssim_top[k] == ssim_top[k] else -1) if ssim_top else None
+    out["summary"] = f"{len(good)} method(s)" + (f"; most stable under top-layer randomization: {best}"
+                                                 if best else "")
+    return out

@@ -1,0 +1,46 @@
+"""Stage ``metrics``: every generalization metric on every trained model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch.utils.data import DataLoader
+
+from .common import digits
+from .config import instantiate
+from .figures import plot_metrics
+from .runner import RunContext, seed_everything
+
+
+def stage_metrics(ctx: RunContext) -> dict[str, Any]:
+    cfg = ctx.config
+    _, test = digits(ctx)
+    specs = cfg.methods["metrics"]
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    directions: dict[str, dict[str, bool]] = {}
+    errors: dict[str, str] = {}
+    skipped = {}
+    for spec in list(specs):
+        applies = getattr(instantiate(spec, "metric"), "applies_to", "classifier")
+        if applies != "classifier":
+            skipped[spec.label] = f"applies to a {applies}, not to the trained classifiers"
+    specs = [s for s in specs if s.label not in skipped]
+    advance = ctx.task("metrics", len(specs) * len(ctx.models))
+    for spec in specs:
+        for label, model in ctx.models.items():
+            seed_everything(cfg.seed)
+            metric = instantiate(spec, "metric")
+            directions[spec.label] = dict(metric.higher_is_better)
+            try:
+                values = metric.compute(model, DataLoader(test, batch_size=256))
+            except Exception as exc:  # one metric's failure is reported, the others still run
+                errors[f"{spec.label} on {label}"] = f"{type(exc).__name__}: {exc}"
+                advance()
+                continue
+            table.setdefault(spec.label, {})[label] = {k: float(v) for k, v in values.items()}
+            advance()
+    if table:
+        plot_metrics(ctx, table)
+    summary = f"{len(table)} metric(s) x {len(ctx.models)} model(s)" + (f", {len(errors)} error(s)" if errors else "")
+    return {"table": table, "higher_is_better": directions, "errors": errors, "skipped": skipped,
+            "figures": ["metrics.png"] if table else [], "summary": summary}
