@@ -43,7 +43,7 @@ class RunContext:
 
     config: ExperimentConfig
     out: Path
-    progress: Any = None  # a rich Progress, or None
+    progress: Any = None  # an ExitStack holding this stage's progress bars (toolkit_core.progress), or None
     models: dict[str, torch.nn.Module] = dataclasses.field(default_factory=dict)
     data: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -61,11 +61,12 @@ class RunContext:
         return self.out / f"{name}.png"
 
     def task(self, description: str, total: int):
-        """A progress task (no-op without a progress display); returns an advance() callable."""
+        """A progress bar kept until the stage ends (no-op without progress); returns an advance() callable."""
         if self.progress is None:
             return lambda n=1: None
-        tid = self.progress.add_task(description, total=total)
-        return lambda n=1: self.progress.advance(tid, n)
+        from .. import progress as tp
+
+        return self.progress.enter_context(tp.progress(description, total, leave=True)).advance
 
 
 @dataclasses.dataclass
@@ -125,15 +126,11 @@ def run_stages(config: ExperimentConfig, out: Path, stage_fns: dict[str, Callabl
                show_progress: bool = True) -> Results:
     out.mkdir(parents=True, exist_ok=True)
     results = Results(config=config.to_dict(), out=str(out))
-    progress_cm = contextlib.nullcontext(None)
-    if show_progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from .. import progress as tp
 
-        progress_cm = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                               TimeElapsedColumn(), transient=False)
-    with progress_cm as progress:
-        ctx = RunContext(config, out, progress)
-        stage_bar = ctx.task("[bold]stages", len(config.stages))
+    with tp.progress("stages", len(config.stages), enabled=show_progress, leave=True) as bar:
+        ctx = RunContext(config, out)
+        stage_bar = bar.advance
         for stage in config.stages:
             state_file = ctx.state / f"{stage}.json"
             fingerprint = config.fingerprint(stage)
@@ -148,7 +145,8 @@ def run_stages(config: ExperimentConfig, out: Path, stage_fns: dict[str, Callabl
             seed_everything(config.seed)
             t0 = time.perf_counter()
             try:
-                with torch_threads(1 if stage in SINGLE_THREADED else None):
+                with torch_threads(1 if stage in SINGLE_THREADED else None), contextlib.ExitStack() as bars:
+                    ctx.progress = bars if show_progress else None
                     res = stage_fns[stage](ctx)
             except Exception as exc:
                 raise RuntimeError(f"stage '{stage}' failed: {exc}\n{traceback.format_exc()}") from exc
