@@ -105,3 +105,31 @@ def test_errors_and_model_state(digits):
             tt.create("apgd", **bad)
     apgd(model, x, y)
     snap.assert_unchanged(model)
+
+
+def test_apgd_t_contract_and_targeted_dlr_formula():
+    from torchtrust_apgd.methods import targeted_dlr_loss
+
+    check_method("apgd_t")
+    z = torch.tensor([[4.0, 3.0, 1.0, 0.0, -1.0]])
+    # sorted: 4, 3, 1, 0, -1; y = 0, t = 2: -(4 - 1) / (4 - (1 + 0) / 2)
+    assert torch.allclose(targeted_dlr_loss(z, torch.tensor([0]), torch.tensor([2])), torch.tensor([-3.0 / 3.5]))
+    # invariant to shifting and positive rescaling of the logits
+    y, t = torch.tensor([0]), torch.tensor([3])
+    assert torch.allclose(targeted_dlr_loss(2 * z + 5, y, t), targeted_dlr_loss(z, y, t))
+    with pytest.raises(ValueError, match="4 classes"):
+        targeted_dlr_loss(torch.randn(2, 3), torch.tensor([0, 1]), torch.tensor([1, 2]))
+
+
+def test_apgd_t_targets_per_sample_best_and_bounds(digits):
+    model, x, y = digits
+    one = tt.create("apgd_t", eps=0.06, steps=10, n_target_classes=1, seed=0)(model, x, y)
+    three = tt.create("apgd_t", eps=0.06, steps=10, n_target_classes=3, seed=0)(model, x, y)
+    assert float((three - x).abs().max()) <= 0.06 + 1e-6
+    with torch.no_grad():
+        w1, w3 = model(one).argmax(1) != y, model(three).argmax(1) != y
+        clean = model(x).argmax(1) == y
+    assert bool((w3 >= w1).all())  # the first target's run is repeated exactly, later targets add points
+    assert float(w3[clean].float().mean()) > 0.2
+    with pytest.raises(ValueError, match="n_target_classes"):
+        tt.create("apgd_t", n_target_classes=0)

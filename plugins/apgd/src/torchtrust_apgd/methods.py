@@ -25,6 +25,23 @@ def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return -(z_y - z_other) / (z_sorted[:, -1] - z_sorted[:, -3] + TINY)
 
 
+def targeted_dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Targeted DLR, per sample: ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)``.
+
+    ``pi`` sorts the logits in decreasing order (Croce & Hein 2020, eq. 7). Maximizing it pushes the
+    target logit ``z_t`` above the true one; the denominator makes it invariant to shifting and
+    rescaling the logits. Needs at least 4 classes.
+    """
+    if logits.shape[1] < 4:
+        raise ValueError(
+            f"apgd_t: the targeted DLR loss needs at least 4 classes, the model has {logits.shape[1]}; use apgd"
+        )
+    z_sorted = logits.sort(dim=1).values
+    z_y = logits.gather(1, y[:, None])[:, 0]
+    z_t = logits.gather(1, target[:, None])[:, 0]
+    return -(z_y - z_t) / (z_sorted[:, -1] - 0.5 * (z_sorted[:, -3] + z_sorted[:, -4]) + TINY)
+
+
 def _random_start(x: torch.Tensor, eps: float, norm: str, generator) -> torch.Tensor:
     if norm == "linf":
         u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -117,13 +134,18 @@ class APGD(Attack):
 
     # ------------------------------------------------------------------ helpers
 
-    def _loss_grad(self, model, x, y, check: bool):
+    def _per_sample_loss(self, logits, y, target):
+        if target is not None:
+            return targeted_dlr_loss(logits, y, target)
+        return F.cross_entropy(logits, y, reduction="none") if self.loss == "ce" else dlr_loss(logits, y)
+
+    def _loss_grad(self, model, x, y, check: bool, target=None):
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
             logits = model(x)
             if check:
                 check_classes(logits, y)
-            per_sample = F.cross_entropy(logits, y, reduction="none") if self.loss == "ce" else dlr_loss(logits, y)
+            per_sample = self._per_sample_loss(logits, y, target)
             (grad,) = torch.autograd.grad(per_sample.sum(), x)
         return per_sample.detach(), grad, logits.detach()
 
@@ -144,12 +166,12 @@ class APGD(Attack):
 
     # ------------------------------------------------------------------ one run
 
-    def _run(self, model, x0, y, generator, check: bool):
+    def _run(self, model, x0, y, generator, check: bool, target=None):
         b = x0.shape[0]
         view = (b,) + (1,) * (x0.dim() - 1)
         checkpoints = set(self.checkpoints(self.steps))
         x = _random_start(x0, self.eps, self.norm, generator)
-        loss, grad, logits = self._loss_grad(model, x, y, check)
+        loss, grad, logits = self._loss_grad(model, x, y, check, target)
         wrong = logits.argmax(1) != y
         ever_wrong, x_adv, loss_adv = wrong.clone(), x.clone(), loss.clone()  # strongest misclassified point
         x_best, loss_best, grad_best = x.clone(), loss.clone(), grad.clone()  # highest-loss point
@@ -166,7 +188,7 @@ class APGD(Attack):
                 z = self._project(x + eta * self._direction(grad), x0)
                 x_new = self._project(x + a * (z - x) + (1 - a) * (x - x_prev), x0)
                 x_prev, x = x, x_new
-            loss, grad, logits = self._loss_grad(model, x, y, False)
+            loss, grad, logits = self._loss_grad(model, x, y, False, target)
             with torch.no_grad():
                 wrong = logits.argmax(1) != y
                 stronger = wrong & (~ever_wrong | (loss > loss_adv))
@@ -202,4 +224,73 @@ class APGD(Attack):
             best = torch.where(take.view((-1,) + (1,) * (x.dim() - 1)), cand, best)
             best_loss = torch.where(take, loss, best_loss)
             best_wrong |= wrong
+        return best
+
+
+class APGDT(APGD):
+    """APGD-T: targeted APGD on the targeted DLR loss, one run per target class (Croce & Hein 2020).
+
+    The targets of a point are the classes ranked 2nd, 3rd, ... ``(n_target_classes + 1)``-th by the
+    clean logits. For each target in that order, and each of ``restarts`` random starts, APGD (the same
+    schedule as :class:`APGD`, ``steps`` iterations each) maximizes::
+
+        DLR_t(z) = -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)
+
+    and runs only on the points not misclassified yet, as in the AutoAttack reference code. AutoAttack's
+    schedule (``standard``, L-inf and L2): ``n_target_classes = 9``, ``restarts = 1``, ``steps = 100``.
+    Per sample the result is the first misclassified point found, else the highest targeted loss seen.
+    ``n_target_classes`` is capped at ``C - 1`` for ``C`` classes.
+    """
+
+    name = "apgd_t"
+    summary = "APGD-T: targeted APGD on the targeted DLR loss over the top-k other classes (AutoAttack)."
+    citation = "arXiv:2003.01690"
+
+    def __init__(
+        self,
+        eps: float = 8 / 255,
+        steps: int = 100,
+        norm: Literal["linf", "l2"] = "linf",
+        n_target_classes: int = 9,
+        restarts: int = 1,
+        rho: float = 0.75,
+        momentum: float = 0.75,
+        seed: int | None = None,
+    ):
+        super().__init__(eps=eps, steps=steps, norm=norm, loss="dlr", restarts=restarts, rho=rho,
+                         momentum=momentum, seed=seed)
+        if not isinstance(n_target_classes, int) or isinstance(n_target_classes, bool) or n_target_classes < 1:
+            raise ValueError(f"apgd_t: n_target_classes must be an integer >= 1, got {n_target_classes!r}")
+        self.n_target_classes = n_target_classes
+
+    @classmethod
+    def contract_params(cls) -> dict:
+        return {"steps": 3, "n_target_classes": 2, "seed": 0}
+
+    def perturb(self, model, x, y):
+        generator = None if self.seed is None else torch.Generator(device=x.device).manual_seed(self.seed)
+        with torch.no_grad():
+            logits = model(x)
+        check_classes(logits, y)
+        n_classes = logits.shape[1]
+        if n_classes < 4:
+            raise ValueError(f"apgd_t: the targeted DLR loss needs at least 4 classes, the model has {n_classes}")
+        order = logits.argsort(dim=1, descending=True)
+        best = x.clone()
+        best_loss = torch.full((x.shape[0],), -float("inf"), dtype=x.dtype, device=x.device)
+        best_wrong = logits.argmax(1) != y
+        for k in range(1, min(self.n_target_classes, n_classes - 1) + 1):
+            for _ in range(self.restarts):
+                idx = (~best_wrong).nonzero().flatten()
+                if not len(idx):
+                    return best
+                target = order[idx, k]
+                # a point whose clean top class is not y ranks y somewhere; skip it as a target
+                target = torch.where(target == y[idx], order[idx, 0], target)
+                cand, loss, wrong = self._run(model, x[idx], y[idx], generator, False, target)
+                take = wrong | (loss > best_loss[idx])
+                sel = idx[take]
+                best[sel] = cand[take]
+                best_loss[sel] = loss[take]
+                best_wrong[sel] = wrong[take]
         return best
