@@ -87,9 +87,6 @@ ATTACK_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 #: Extra variants added to the default experiment next to every installed method's defaults.
 DEFAULT_VARIANTS: dict[str, list[dict[str, Any]]] = {
-    # AALP exactly as specified collapses on digits (label leakage, see docs/methods/aalp.md);
-    # the |contribution| variant is shown beside it so the report compares both honestly.
-    "aalp": [{"contribution": "abs"}],
     # LRP's default rule is epsilon everywhere (close to input x gradient); show a composite and z+ too.
     "lrp": [{"composite": "epsilon_plus_flat"}, {"rule": "lrp_zplus"}],
 }

@@ -48,16 +48,13 @@ def dropped_count(p: float, width: int) -> int:
     return int(math.floor(p * width + 1e-9))
 
 
-def guided_dropout(
-    h: torch.Tensor, weight: torch.Tensor, y: torch.Tensor, p: float, contribution: str = "signed"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero, per sample, the ``floor(p * H)`` features with the lowest contribution to the true class.
+def guided_mask(
+    h: torch.Tensor, weight: torch.Tensor, cls: torch.Tensor, p: float, contribution: str = "abs"
+) -> torch.Tensor:
+    """Per sample, 0 for the ``floor(p * H)`` features with the lowest contribution to class ``cls``, else 1.
 
-    ``h``: penultimate features ``(B, H)``; ``weight``: the final layer's ``W`` ``(C, H)``; ``y``: ``(B,)``.
-    Contribution ``c_ij = h_ij * W[y_i, j]`` (``contribution="signed"``, METHODS.md) or its magnitude
-    ``|c_ij|`` (``"abs"``, a variant); the kept features are rescaled by ``1/(1-p)``.
-    Returns ``(h_out, mask)`` with ``mask`` 1 for kept and 0 for dropped features. Ties are broken by
-    feature index (stable sort). The mask is not differentiated; gradients flow through ``h``.
+    Contribution ``c_ij = h_ij * W[cls_i, j]``; ranked by ``|c_ij|`` (``contribution="abs"``) or by the
+    signed ``c_ij`` (``"signed"``). Ties are broken by feature index (stable sort). No gradient.
     """
     if h.dim() != 2:
         raise ValueError(f"guided_dropout expects features of shape (B, H), got {tuple(h.shape)}")
@@ -68,13 +65,36 @@ def guided_dropout(
     k = dropped_count(p, h.shape[1])
     mask = torch.ones_like(h)
     if k == 0:
-        return h, mask
+        return mask
     with torch.no_grad():
-        c = h.detach() * weight.detach()[y]
+        c = h.detach() * weight.detach()[cls]
         if contribution == "abs":
             c = c.abs()
         idx = torch.argsort(c, dim=1, stable=True)[:, :k]
         mask.scatter_(1, idx, 0.0)
+    return mask
+
+
+def predicted_class(h: torch.Tensor, head: nn.Linear) -> torch.Tensor:
+    """The model's own prediction from penultimate features: ``argmax(head(h))`` (detached, no label)."""
+    with torch.no_grad():  # F.linear, not head(): the head carries the Guided Dropout pre-hook
+        return F.linear(h.detach(), head.weight, head.bias).argmax(1)
+
+
+def guided_dropout(
+    h: torch.Tensor, weight: torch.Tensor, cls: torch.Tensor, p: float, contribution: str = "abs"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero, per sample, the ``floor(p * H)`` features with the lowest contribution to class ``cls``.
+
+    ``h``: penultimate features ``(B, H)``; ``weight``: the final layer's ``W`` ``(C, H)``; ``cls``:
+    ``(B,)`` -- in AALP the model's own predicted class on the clean input (:func:`predicted_class`);
+    passing the *true* label is the first, leaking reading (see docs/methods/aalp.md).
+    Returns ``(h * mask / (1-p), mask)``, mask from :func:`guided_mask`. The mask is not
+    differentiated; gradients flow through ``h``.
+    """
+    mask = guided_mask(h, weight, cls, p, contribution)
+    if dropped_count(p, h.shape[1]) == 0:
+        return h, mask
     return h * mask / (1.0 - p), mask
 
 
@@ -96,25 +116,32 @@ class AALP(AdversarialDefense):
         L = 1/B sum_i [CE(z_i, y_i) + CE(z'_i, y_i)] / 2  +  1/B sum_i lambda_i ||z_i - z'_i||_2^2
         lambda_i = lam * p(y_i | x_adv_i) / mean_k p(y_k | x_adv_k)      (detached; mean_i lambda_i = lam)
 
-    Guided Dropout (on the input ``h`` of the final ``nn.Linear`` ``W``): per sample, the
-    ``floor(p * H)`` features with the lowest contribution ``c_j = h_j W[y, j]`` to the true class are
-    zeroed and the others scaled by ``1/(1-p)``. ``p`` ramps linearly from 0 (first epoch) to ``p_max``
-    (epoch ``ramp_epochs - 1``; default: the last epoch) through ``start_epoch``; used without a schedule
-    (``start_epoch`` never called) the defense drops ``p_max``. Only the training forward passes of
-    the loss use it: the attack and every evaluation see the deterministic model.
+    ``p(y | x_adv)`` comes from a separate eval-mode pass without dropout (``weight_source="adv_eval"``).
+
+    Guided Dropout (on the input ``h`` of the final ``nn.Linear`` ``W``): per sample, rank the features
+    by their contribution ``c_j = h_j W[yhat, j]`` to the model's *own predicted class*
+    ``yhat = argmax W h + b`` on the clean input (detached), zero the ``floor(p * H)`` features with the
+    lowest ``|c_j|`` and scale the others by ``1/(1-p)``; the adversarial twin ``x_adv_i`` gets the
+    same mask as ``x_i``. The mask is a function of ``x`` alone, so it cannot carry the label into the
+    training logits. ``p`` ramps linearly from 0 (first epoch) to ``p_max`` (epoch ``ramp_epochs - 1``;
+    default: the last epoch) through ``start_epoch``; used without a schedule the defense drops
+    ``p_max``. Only the training forward passes of the loss use it.
 
     Parameters: ``attack`` (default ``create("pgd", eps=8/255, alpha=2/255, steps=10)``), ``lam``
     (mean pairing weight, 0.5), ``p_max`` (0.3), ``ramp_epochs`` (None: the whole run), ``head`` (name of
     the final linear layer; None: the last ``nn.Linear``), ``guided_dropout`` and ``adaptive`` (switch
-    either component off: both off is ALP), ``dropout_on`` (which half of the pair gets Guided Dropout:
-    ``"both"``, ``"clean"`` or ``"adversarial"``), ``weight_source`` (``"adv"``: ``p(y | x_adv)`` from the
-    training forward pass, as in METHODS.md; ``"adv_eval"``: from a separate eval-mode pass without
-    dropout), ``contribution`` (``"signed"``: drop the lowest ``c_j``, as in METHODS.md; ``"abs"``: drop
-    the lowest ``|c_j|``, a variant -- see docs/methods/aalp.md for why it matters).
+    either component off: both off is ALP), ``dropout_on`` (``"both"``, ``"clean"`` or
+    ``"adversarial"``), ``weight_source`` (``"adv_eval"``: eval-mode pass without dropout, default;
+    ``"adv"``: the training forward pass with dropout), ``rank_by`` (``"predicted"``, default;
+    ``"label"``: the true class, each half ranked on its own features -- the first reading, which
+    **leaks the label** into the training logits and collapses to chance accuracy; kept only to
+    reproduce that finding), ``contribution`` (``"abs"``: drop the lowest ``|c_j|``, default;
+    ``"signed"``: drop the lowest ``c_j``; with ``rank_by="label"`` this is the leakiest reading).
     """
 
     name = "aalp"
-    summary = "Adaptive ALP (our reading): ALP + Guided Dropout on penultimate features + adaptive pair weights."
+    summary = ("Adaptive ALP (our reading): ALP + Guided Dropout ranked by the predicted class + adaptive "
+               "pair weights.")
     citation = "arXiv:2005.11904"
     kernels = ("torchtrust_alp::weighted_pair_loss",)
 
@@ -128,8 +155,10 @@ class AALP(AdversarialDefense):
         guided_dropout: bool = True,
         adaptive: bool = True,
         dropout_on: Literal["both", "clean", "adversarial"] = "both",
-        weight_source: Literal["adv", "adv_eval"] = "adv",
-        contribution: Literal["signed", "abs"] = "signed",
+        weight_source: Literal["adv_eval", "adv"] = "adv_eval",
+        rank_by: Literal["predicted", "label"] = "predicted",
+        contribution: Literal["abs", "signed"] = "abs",
+        temperature: float = 1.0,
     ):
         if not lam >= 0:
             raise ValueError(f"aalp: lam (the mean pairing weight) must be >= 0, got {lam!r}")
@@ -140,9 +169,13 @@ class AALP(AdversarialDefense):
         if dropout_on not in ("both", "clean", "adversarial"):
             raise ValueError(f"aalp: dropout_on must be 'both', 'clean' or 'adversarial', got {dropout_on!r}")
         if weight_source not in ("adv", "adv_eval"):
-            raise ValueError(f"aalp: weight_source must be 'adv' or 'adv_eval', got {weight_source!r}")
+            raise ValueError(f"aalp: weight_source must be 'adv_eval' or 'adv', got {weight_source!r}")
+        if rank_by not in ("predicted", "label"):
+            raise ValueError(f"aalp: rank_by must be 'predicted' or 'label' (leaks the label), got {rank_by!r}")
         if contribution not in ("signed", "abs"):
-            raise ValueError(f"aalp: contribution must be 'signed' or 'abs', got {contribution!r}")
+            raise ValueError(f"aalp: contribution must be 'abs' or 'signed', got {contribution!r}")
+        if not temperature > 0:
+            raise ValueError(f"aalp: temperature (of the adaptive weights' softmax) must be > 0, got {temperature!r}")
         self._set_attack(attack)
         self.lam = float(lam)
         self.p_max = float(p_max)
@@ -152,9 +185,10 @@ class AALP(AdversarialDefense):
         self.adaptive = bool(adaptive)
         self.dropout_on = dropout_on
         self.weight_source = weight_source
+        self.rank_by = rank_by
         self.contribution = contribution
+        self.temperature = float(temperature)
         self.p = self.p_max  # current Guided Dropout rate; start_epoch sets the schedule
-
 
     # ------------------------------------------------------------------ schedule
 
@@ -175,19 +209,38 @@ class AALP(AdversarialDefense):
     # ------------------------------------------------------------------ Guided Dropout
 
     @contextlib.contextmanager
-    def dropout_active(self, model: nn.Module, y: torch.Tensor, rows: torch.Tensor | None = None) -> Iterator[None]:
-        """Inside the block, the head's input gets Guided Dropout (labels ``y``; only ``rows`` if given).
+    def dropout_active(
+        self, model: nn.Module, y: torch.Tensor | None = None, rows: torch.Tensor | None = None,
+        n_clean: int | None = None,
+    ) -> Iterator[None]:
+        """Inside the block, the head's input gets Guided Dropout (only on ``rows`` if given).
 
-        The hook acts only while the head is in train mode, so evaluation stays deterministic.
+        ``rank_by="predicted"``: the first ``n_clean`` rows of the head's input are the clean features;
+        the mask is ranked on them against their predicted class and repeated for the following blocks
+        of ``n_clean`` rows (the adversarial twins). ``rank_by="label"``: every row is ranked on its own
+        features against ``y`` (leaks). The hook acts only while the head is in train mode.
         """
         head = find_head(model, self.head)
-        p, contribution = self.p, self.contribution
+        p, contribution, rank_by = self.p, self.contribution, self.rank_by
+        if rank_by == "label" and y is None:
+            raise ValueError("aalp: rank_by='label' needs the labels y")
 
         def pre_hook(module, args):
             if not module.training or p <= 0:
                 return None
             h = args[0]
-            h_out, _ = guided_dropout(h, module.weight, y, p, contribution)
+            if rank_by == "label":
+                mask = guided_mask(h, module.weight, y, p, contribution)
+            else:
+                b = n_clean or h.shape[0]
+                if h.shape[0] % b:
+                    raise ValueError(f"aalp: {h.shape[0]} feature rows are not whole blocks of {b} clean rows")
+                clean = h[:b]
+                mask = guided_mask(clean, module.weight, predicted_class(clean, module), p, contribution)
+                mask = mask.repeat(h.shape[0] // b, 1)
+            if dropped_count(p, h.shape[1]) == 0:
+                return None
+            h_out = h * mask / (1.0 - p)
             if rows is not None:
                 h_out = torch.where(rows[:, None], h_out, h)
             return (h_out, *args[1:])
@@ -211,7 +264,7 @@ class AALP(AdversarialDefense):
                 rows = torch.zeros(2 * b, dtype=torch.bool, device=x.device)
                 rows[:b] = self.dropout_on == "clean"
                 rows[b:] = self.dropout_on == "adversarial"
-            with self.dropout_active(model, yy, rows):
+            with self.dropout_active(model, yy, rows, n_clean=b):
                 logits = model(torch.cat([x, x_adv]))
         else:
             logits = model(torch.cat([x, x_adv]))
@@ -224,10 +277,10 @@ class AALP(AdversarialDefense):
                 from toolkit_core.training import eval_logits
 
                 source = eval_logits(model, x_adv)
-            w = adaptive_weights(source, y, self.lam)
+            w = adaptive_weights(source / self.temperature, y, self.lam)
         else:
             w = torch.full((b,), self.lam, dtype=z.dtype, device=z.device)
-        pair = weighted_pair_loss(z, z_adv, w)
+        pair = weighted_pair_loss(z, z_adv, w.to(z.dtype))
         loss = ce + pair
         with torch.no_grad():
             logs = {
