@@ -1,6 +1,6 @@
 """The ``torchtrust`` command line.
 
-Only click is imported at module level: ``torchtrust --help`` never imports torch or any plugin.
+Only click and the table of kinds are imported at module level: ``torchtrust --help`` never imports torch or any plugin.
 Errors are one line on stderr with a non-zero exit code; ``--debug`` shows the traceback instead.
 """
 
@@ -11,7 +11,7 @@ import sys
 
 import click
 
-KIND_CHOICES = ("attribution", "attack", "defense", "prior", "metric")  # = toolkit_core.hookspecs.KINDS
+from toolkit_core.kinds import KIND_NAMES as KIND_CHOICES  # the table of kinds; imports no torch
 
 
 class _Group(click.Group):

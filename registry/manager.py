@@ -22,6 +22,7 @@ from toolkit_core.errors import (
     PluginRegistrationError,
     UnknownMethodError,
 )
+from toolkit_core.kinds import KINDS as KIND_TABLE
 from toolkit_core.methods import BASES, Method, MethodInfo, describe, validate_params
 
 from .discovery import Candidate, find_candidates, split_enabled
@@ -122,8 +123,8 @@ class PluginManager:
             self._fail(record, exc, "invalid hooks")
             return
         staged: list[MethodInfo] = []
-        for kind, hook_name in hookspecs.KIND_HOOKS.items():
-            base = BASES[kind]
+        for row in KIND_TABLE:
+            kind, hook_name, base = row.name, row.hook, BASES[row.name]
             for impl in getattr(self._pm.hook, hook_name).get_hookimpls():
                 if impl.plugin is not module:
                     continue

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from toolkit_core import hookspecs
+from toolkit_core import hookspecs, kinds
+
+from . import test_scaffold
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS = [name for name, obj in vars(hookspecs).items() if name.startswith("torchtrust_") and callable(obj)]
@@ -29,5 +31,8 @@ def test_hook_is_documented_with_contract_and_example(hook):
 @pytest.mark.parametrize("hook", HOOKS)
 def test_hook_is_in_the_authoring_guide_and_tested(hook):
     assert hook in (ROOT / "docs" / "plugin-authoring.md").read_text(), f"document {hook} in docs/plugin-authoring.md"
-    scaffold = (ROOT / "registry" / "scaffold.py").read_text()
-    assert hook in scaffold, f"{hook} has no plugin template, so tests/test_scaffold.py does not exercise it"
+    row = next(k for k in kinds.KINDS if k.hook == hook)
+    templates = ROOT / "registry" / "templates" / row.template
+    assert (templates / "method.py.tmpl").exists() and (templates / "test.py.tmpl").exists(), (
+        f"{hook} has no plugin template, so tests/test_scaffold.py does not exercise it")
+    assert row.name in test_scaffold.KINDS

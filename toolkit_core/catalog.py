@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from .methods import Method, MethodInfo
@@ -36,8 +37,29 @@ def create(name: str, /, **params: Any) -> Method:
     return _manager().create(name, **params)
 
 
-def resolve(method: str | Method, kind: str | None = None, **params: Any) -> Method:
-    """Accept a method object or a registered name (created with ``params``)."""
+#: What :func:`resolve` accepts: a method object, a registered name, ``(name, params)`` or a dict
+#: ``{"name": ..., **params}`` (``"method"`` is accepted for ``"name"``).
+MethodLike = Method | str | tuple | Mapping
+
+
+def resolve(method: MethodLike, kind: str | None = None, **params: Any) -> Method:
+    """The one reader of "a method" given by a user or a config.
+
+    ``method`` is a :class:`~toolkit_core.methods.Method` object (returned as is), a registered name
+    (created with ``params``), a ``(name, params)`` tuple, or a dict ``{"name": name, **params}``
+    (``"method"`` may stand for ``"name"``). ``kind`` checks the method's kind. Keyword ``params``
+    are merged over the tuple's or dict's.
+    """
+    if isinstance(method, Mapping):
+        spec = dict(method)
+        key = "name" if "name" in spec else "method" if "method" in spec else None
+        if key is None:
+            raise ValueError(f"a method given as a dict needs a 'name' (or 'method') key, got keys {sorted(spec)}")
+        method, params = spec.pop(key), {**spec, **params}
+    elif isinstance(method, tuple):
+        if len(method) != 2 or not isinstance(method[0], str) or not isinstance(method[1], Mapping):
+            raise TypeError(f"a method given as a tuple must be (name, params dict), got {method!r}")
+        method, params = method[0], {**method[1], **params}
     if isinstance(method, Method):
         if params:
             raise TypeError(f"parameters {sorted(params)} given together with a method object; "
@@ -46,5 +68,8 @@ def resolve(method: str | Method, kind: str | None = None, **params: Any) -> Met
             raise TypeError(f"expected a method of kind '{kind}', got {method!r} of kind '{method.kind}'")
         return method
     if not isinstance(method, str):
-        raise TypeError(f"expected a method name or a method object, got {method!r}")
+        raise TypeError(f"expected a method name, a (name, params) tuple, a dict with a 'name' key or a method "
+                        f"object, got {method!r}")
+    if not method:
+        raise ValueError("the method name is empty; use a registered name (`torchtrust list`)")
     return _manager().create(method, kind=kind, **params)

@@ -26,6 +26,9 @@ from collections.abc import Callable
 
 import pluggy
 
+from .kinds import KIND_NAMES
+from .kinds import KINDS as _KIND_TABLE
+
 PROJECT = "torchtrust"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -182,12 +185,6 @@ def torchtrust_register_metrics(register: Register) -> None:
     """
 
 
-#: Kind name -> hook name. The order is the order kinds are shown in.
-KIND_HOOKS: dict[str, str] = {
-    "attribution": "torchtrust_register_attribution_rules",
-    "attack": "torchtrust_register_attacks",
-    "defense": "torchtrust_register_defenses",
-    "prior": "torchtrust_register_priors",
-    "metric": "torchtrust_register_metrics",
-}
-KINDS: tuple[str, ...] = tuple(KIND_HOOKS)
+#: Kind name -> hook name, derived from the table of kinds (:mod:`toolkit_core.kinds`).
+KIND_HOOKS: dict[str, str] = {k.name: k.hook for k in _KIND_TABLE}
+KINDS: tuple[str, ...] = KIND_NAMES

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal, Union
 
 from .errors import ParameterError, PluginRegistrationError
+from .kinds import KINDS
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 _MISSING = inspect.Parameter.empty
@@ -351,10 +352,5 @@ class Metric(Method):
         return self.compute(model, data)
 
 
-BASES: dict[str, type[Method]] = {
-    "attribution": AttributionMethod,
-    "attack": Attack,
-    "defense": Defense,
-    "prior": Prior,
-    "metric": Metric,
-}
+#: Kind name -> base class, derived from the table of kinds (:mod:`toolkit_core.kinds`).
+BASES: dict[str, type[Method]] = {k.name: globals()[k.base] for k in KINDS}

@@ -43,7 +43,7 @@ from .threads import torch_threads
 
 __all__ = ["RobustnessResult", "digits_model", "evaluate_robustness"]
 
-AttackSpec = Attack | str | tuple[str, Mapping[str, Any]]
+AttackSpec = Attack | str | tuple[str, Mapping[str, Any]] | Mapping[str, Any]  # read by catalog.resolve
 
 
 @dataclasses.dataclass
@@ -155,16 +155,11 @@ def _resolve_attacks(attacks: Iterable[AttackSpec] | Mapping[str, AttackSpec]) -
     items = list(attacks.items()) if isinstance(attacks, Mapping) else [(None, a) for a in attacks]
     out: dict[str, Attack] = {}
     for label, spec in items:
-        if isinstance(spec, tuple):
-            if len(spec) != 2 or not isinstance(spec[0], str) or not isinstance(spec[1], Mapping):
-                raise TypeError(f"an attack given as a tuple must be (name, params dict), got {spec!r}")
-            obj = resolve(spec[0], kind="attack", **spec[1])
-        elif isinstance(spec, (str, Attack)):
+        try:
             obj = resolve(spec, kind="attack")
-        else:
-            raise TypeError(
-                f"attacks must be Attack objects, registered attack names or (name, params) tuples, got {spec!r}"
-            )
+        except TypeError as exc:
+            raise TypeError(f"attacks must be Attack objects, registered attack names, (name, params) tuples or "
+                            f"{{'name': ..., **params}} dicts: {exc}") from None
         label = label or obj.name
         if label in out:  # two attacks of the same name: label them by their parameters
             label = _label(obj)

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from .kinds import get_kind
 from .methods import BASES, Method, MethodInfo, describe
 from .modelstate import ModelSnapshot
 
@@ -80,13 +81,7 @@ def check_method(method: str | type | Method, **params: Any) -> Method:
 
     for k in info.kernels:
         kernels.get(k)  # raises if the method names a kernel it never declared
-    {
-        "attribution": _check_attribution,
-        "attack": _check_attack,
-        "defense": _check_defense,
-        "prior": _check_prior,
-        "metric": _check_metric,
-    }[info.kind](obj)
+    globals()[get_kind(info.kind).check](obj)  # the kind's contract check, named in the table of kinds
     return obj
 
 

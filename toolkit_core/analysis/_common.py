@@ -101,22 +101,11 @@ def resolve_method(spec: MethodSpec, label: str | None = None) -> ResolvedMethod
     """Turn a method spec into an :class:`AttributionMethod` (unknown names raise immediately)."""
     from ..catalog import resolve
 
-    params: dict[str, Any] = {}
-    if isinstance(spec, dict):
+    if isinstance(spec, dict):  # a dict may carry the label beside the method and its parameters
         spec = dict(spec)
-        if "method" not in spec:
-            raise ValueError(f"a method given as a dict needs a 'method' key, got keys {sorted(spec)}")
-        name = spec.pop("method")
         label = spec.pop("label", label)
-        params = spec
-        spec = name
-    elif isinstance(spec, tuple):
-        if len(spec) != 2 or not isinstance(spec[1], dict):
-            raise ValueError(f"a method given as a tuple must be (name, params_dict), got {spec!r}")
-        spec, params = spec[0], dict(spec[1])
-    if isinstance(spec, str) and not spec:
-        raise ValueError("method name is empty; use a registered name such as 'gradient' or 'gbp'")
-    method = resolve(spec, kind="attribution", **params)
+    method = resolve(spec, kind="attribution")
+    params = {} if isinstance(spec, AttributionMethod) else _given_params(spec)
     if label is None:
         label = method.name
         extra = ",".join(f"{k}={v}" for k, v in params.items())
@@ -125,10 +114,19 @@ def resolve_method(spec: MethodSpec, label: str | None = None) -> ResolvedMethod
     return ResolvedMethod(label, method, params)
 
 
+def _given_params(spec: Any) -> dict[str, Any]:
+    """The parameters written in a ``(name, params)`` or ``{"name": ..., **params}`` spec."""
+    if isinstance(spec, tuple):
+        return dict(spec[1])
+    if isinstance(spec, dict):
+        return {k: v for k, v in spec.items() if k not in ("name", "method")}
+    return {}
+
+
 def resolve_methods(methods: Any) -> list[ResolvedMethod]:
     """A list of method specs (or a dict label -> spec, or a single spec) -> resolved methods."""
     single_pair = isinstance(methods, tuple) and len(methods) == 2 and isinstance(methods[1], dict)
-    one_dict = isinstance(methods, dict) and "method" in methods
+    one_dict = isinstance(methods, dict) and ("method" in methods or "name" in methods)
     if isinstance(methods, (str, AttributionMethod)) or single_pair or one_dict:
         methods = [methods]
     if isinstance(methods, dict):

@@ -58,10 +58,10 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from ..errors import TorchtrustError
+from ..kinds import experiment_sections
 
-#: section -> method kind
-METHOD_SECTIONS = {"defenses": "defense", "attacks": "attack", "attribution": "attribution",
-                   "priors": "prior", "metrics": "metric"}
+#: section -> method kind, from the table of kinds (:mod:`toolkit_core.kinds`)
+METHOD_SECTIONS = experiment_sections()
 SETTINGS_SECTIONS = ("data", "model", "train", "analysis", "generative")
 TOP_KEYS = ("seed", "device", "stages")
 STAGES = ("train", "robustness", "attribution", "generative", "metrics")

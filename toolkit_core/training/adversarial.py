@@ -34,21 +34,17 @@ def default_attack():
 
 
 def resolve_attack(attack):
-    """An Attack object, a registered attack name, or ``None`` (the default PGD, created now)."""
-    from ..methods import Attack
+    """An Attack object, a registered attack name, ``(name, params)``, ``{"name": ..., **params}``, or
+    ``None`` (the default PGD, created now); read by :func:`toolkit_core.catalog.resolve`."""
+    from ..catalog import resolve
 
     if attack is None:
         return default_attack()
-    if isinstance(attack, str):
-        from ..catalog import create
-
-        return create(attack)
-    if not isinstance(attack, Attack):
-        raise TypeError(
-            f"attack must be a toolkit_core Attack object (e.g. toolkit_core.create('pgd', eps=0.1)) or None, "
-            f"got {type(attack).__name__}"
-        )
-    return attack
+    try:
+        return resolve(attack, kind="attack")
+    except TypeError as exc:
+        raise TypeError(f"attack must be a toolkit_core Attack object (e.g. toolkit_core.create('pgd', eps=0.1)), "
+                        f"a registered attack name or None: {exc}") from None
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

@@ -45,16 +45,17 @@ class _PlainCE:
 def _resolve_defense(defense):
     if defense is None:
         return _PlainCE()
-    if isinstance(defense, str):
-        from ..catalog import resolve
+    if hasattr(defense, "loss") and hasattr(defense, "start_epoch"):  # a Defense, or any object like one
+        return defense
+    from ..catalog import resolve
 
+    try:
         return resolve(defense, kind="defense")
-    if not (hasattr(defense, "loss") and hasattr(defense, "start_epoch")):
+    except TypeError as exc:
         raise TypeError(
-            "defense must be None, a registered defense name (e.g. 'pgd_at') or a Defense object with "
-            f"loss(model, x, y) and start_epoch(epoch, epochs); got {type(defense).__name__}"
-        )
-    return defense
+            "defense must be None, a registered defense name, (name, params), a dict with 'name', or an object "
+            f"with loss(model, x, y) and start_epoch(epoch, epochs): {exc}"
+        ) from None
 
 
 def _make_optimizer(spec: OptimizerSpec, params, lr: float | None, weight_decay: float) -> torch.optim.Optimizer:
