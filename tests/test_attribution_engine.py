@@ -96,17 +96,23 @@ def _dense_reference(rule_name, module, a, g, params):
         return (contrib / stabilize(den_sum, eps)[:, None, :] * R[:, None, :]).sum(-1)
 
     A = af[:, :, None]
+    Ap, An = A.clamp(min=0), A.clamp(max=0)
+    Mp, Mn = M.clamp(min=0), M.clamp(max=0)
+    bp, bn = bias.clamp(min=0), bias.clamp(max=0)
     if rule_name == "lrp_epsilon":
         return prop(A * M, z)
-    if rule_name == "lrp_gamma":
-        Mg = M + params["gamma"] * M.clamp(min=0)
-        return prop(A * Mg, (A * Mg).sum(1))
+    if rule_name == "lrp_gamma":  # Zennit's sign-aware gamma, bias in the denominator
+        gam = params["gamma"]
+        up = Ap * (M + gam * Mp) + An * (M + gam * Mn)
+        down = Ap * (M + gam * Mn) + An * (M + gam * Mp)
+        pos = (z > 0).to(z.dtype)[:, None, :]
+        return prop(up * pos, up.sum(1) + bias + gam * bp) + prop(down * (1 - pos), down.sum(1) + bias + gam * bn)
     if rule_name in ("lrp_zplus", "zplus"):
-        return prop(A * M.clamp(min=0), (A * M.clamp(min=0)).sum(1))
+        c = Ap * Mp + An * Mn
+        return prop(c, c.sum(1) + bp)
     if rule_name == "lrp_alpha_beta":
-        c = A * M
-        cp, cn = c.clamp(min=0), c.clamp(max=0)
-        return (params["alpha"] * prop(cp, cp.sum(1)) - params["beta"] * prop(cn, cn.sum(1)))
+        cp, cn = Ap * Mp + An * Mn, Ap * Mn + An * Mp
+        return (params["alpha"] * prop(cp, cp.sum(1) + bp) - params["beta"] * prop(cn, cn.sum(1) + bn))
     if rule_name == "lrp_flat":
         ones = (M != 0).to(M.dtype)  # the connections of the layer (random weights are never exactly 0)
         return prop(ones.expand(a.shape[0], -1, -1), ones.sum(0).expand(a.shape[0], -1))
@@ -128,9 +134,10 @@ RULE_CASES = [
 ]
 
 
+@pytest.mark.parametrize("signed", [False, True])
 @pytest.mark.parametrize("kind", ["conv", "linear"])
 @pytest.mark.parametrize("rule_name,params", RULE_CASES)
-def test_rule_matches_dense_matrix_formula(kind, rule_name, params):
+def test_rule_matches_dense_matrix_formula(kind, rule_name, params, signed):
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(3)
     if kind == "conv":
@@ -139,8 +146,8 @@ def test_rule_matches_dense_matrix_formula(kind, rule_name, params):
     else:
         module = nn.Linear(7, 4).double()
         a = torch.rand(2, 7, generator=gen, dtype=torch.float64)
-    if rule_name == "lrp_alpha_beta":
-        a = a - 0.3  # signed inputs exercise the general alpha-beta path
+    if signed:
+        a = a - 0.3  # signed inputs exercise the sign-aware forms of z+, gamma and alpha-beta
     with torch.no_grad():
         z = module(a)
     g = torch.randn(z.shape, generator=gen, dtype=torch.float64)
@@ -240,17 +247,27 @@ def test_bad_inputs_raise_clear_errors(method):
 
 
 def test_unsupported_layer_names_layer_type_and_fix():
-    net = nn.Sequential(nn.Linear(4, 4), nn.GELU(), nn.Linear(4, 2))
-    with pytest.raises(UnsupportedLayerError, match=r"'1' \(GELU\).*composite=\{'1': rule\}"):
+    net = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2))
+    with pytest.raises(UnsupportedLayerError, match=r"'1' \(Tanh\).*composite=\{'1': rule\}"):
         tt.attribute(net, torch.randn(2, 4), 0, method="gbp")
+    # a layer that never runs does not count (ShuffleNet-v2's empty Sequential)
+    class Unused(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.unused = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)), nn.Tanh()
+
+        def forward(self, x):
+            return self.body(x)
+
+    assert tt.attribute(Unused(), torch.randn(2, 4), 0, method="gbp").shape == (2, 4)
 
     class Odd(nn.Module):
         def forward(self, x):
-            return x * 2
+            return torch.exp(x)
 
     net = nn.Sequential(nn.Linear(4, 4), Odd(), nn.Linear(4, 2))
     snap = ModelSnapshot.take(net)
-    with pytest.raises(UnsupportedLayerError, match=r"'1' \(Odd\)"):
+    with pytest.raises(UnsupportedLayerError, match=r"op 'exp' in module '1' \(Odd\).*composite=\{ThatModule: rule\}"):
         tt.attribute(net, torch.randn(2, 4), 0, method="lrp")
     snap.assert_unchanged(net)
     r = tt.attribute(net, torch.randn(2, 4), 0, method="lrp", composite={"1": "gradient", "linear": "lrp_epsilon"})
@@ -264,7 +281,7 @@ def test_model_unchanged_after_success_and_after_exception():
     model.layer1[0].conv1.weight.requires_grad_(False)
     snap = ModelSnapshot.take(model)
     x = torch.rand(1, 3, 32, 32)
-    tt.attribute(model, x, 1, method="lrp", composite="epsilon_gamma_box")
+    tt.attribute(model, x, 1, method="lrp", composite="epsilon_gamma_box", low=0.0, high=1.0)
     snap.assert_unchanged(model)
     assert model.relu.inplace is True and model.maxpool.return_indices is False
 
@@ -374,7 +391,7 @@ def test_low_memory_mode_gives_the_same_map(composite):
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None).eval()
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
-    a = tt.attribute(model, x, 4, method="lrp", composite=composite)
-    b = tt.attribute(model, x, 4, method="lrp", composite=composite, low_memory=True)
+    a = tt.attribute(model, x, 4, method="lrp", composite=composite, low=0.0, high=1.0)
+    b = tt.attribute(model, x, 4, method="lrp", composite=composite, low_memory=True, low=0.0, high=1.0)
     # equal up to float32 rounding (the folded layer is recomputed as one convolution)
     assert torch.allclose(a, b, rtol=1e-3, atol=1e-4 * float(a.abs().max()))

@@ -48,7 +48,8 @@ def test_list_table_and_info(fresh_registry):
     info = run("info", "input_x_gradient", "--json")
     data = json.loads(info.output)
     assert data["provider"] == "torchtrust-gradient" and data["citation"] == "arXiv:1605.01713"
-    assert data["kernels"][0]["name"] == "torchtrust_gradient::input_x_gradient"
+    data = json.loads(run("info", "gbp", "--json").output)
+    assert data["kernels"][0]["name"] == "torchtrust_gbp::guided_relu_grad"
     assert data["kernels"][0]["backend_cpu"] == "reference"
     text = run("info", "gradient").output
     assert "absolute" in text and "False" in text and "arXiv:1312.6034" in text
@@ -78,10 +79,10 @@ def test_failed_plugin_is_shown_and_list_still_works(fresh_registry):
 
 
 def test_doctor_passes_when_every_plugin_loads(fresh_registry, monkeypatch):
-    monkeypatch.setenv("TORCHTRUST_PLUGINS", "gradient")
+    monkeypatch.setenv("TORCHTRUST_PLUGINS", "gbp")
     res = run("doctor")
     assert res.exit_code == 0, res.output
-    assert "torch" in res.output and "torchtrust_gradient::input_x_gradient: reference on cpu" in res.output
+    assert "torch" in res.output and "torchtrust_gbp::guided_relu_grad: reference on cpu" in res.output
 
 
 def test_disabled_plugin_is_reported(fresh_registry, monkeypatch):

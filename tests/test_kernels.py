@@ -76,7 +76,7 @@ def test_declaration_errors():
 
 
 @pytest.mark.skipif(not kernels.triton_available(), reason="triton is not installed")
-def test_gradient_plugin_kernel_matches_reference_in_the_interpreter():
-    report = check_kernel("torchtrust_gradient::input_x_gradient", "torchtrust_gradient.kernels",
+def test_gbp_plugin_kernel_matches_reference_in_the_interpreter():
+    report = check_kernel("torchtrust_gbp::guided_relu_grad", "torchtrust_gbp.kernels",
                           dtypes=("float32", "float64"))
     assert len(report) == 6 and all(r["ok"] and r["max_abs_err"] <= 1e-6 for r in report)

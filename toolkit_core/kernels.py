@@ -9,19 +9,20 @@ forced). ``TORCHTRUST_KERNELS`` selects the backend:
 * ``reference``: always the PyTorch reference;
 * ``triton``: always the Triton kernel (CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``).
 
-Example (from the ``gradient`` plugin)::
+Example (from the ``gbp`` plugin; a kernel exists only where it fuses real work, see the kernel
+policy in docs/architecture.md)::
 
-    def _ixg(x: Tensor, grad: Tensor) -> Tensor:          # reference: plain PyTorch
-        return x * grad
+    def _guided(g: Tensor, mask: Tensor) -> Tensor:       # reference: plain PyTorch
+        return g.clamp(min=0) * mask
 
-    input_x_gradient = kernels.declare(
-        "torchtrust_gradient::input_x_gradient",
-        reference=_ixg,
-        triton="torchtrust_gradient.triton_kernels:input_x_gradient",  # imported lazily
+    guided_relu_grad = kernels.declare(
+        "torchtrust_gbp::guided_relu_grad",
+        reference=_guided,
+        triton="torchtrust_gbp.triton_kernels:guided_relu_grad",  # imported lazily
         examples=lambda dtype, device: [(torch.randn(4, 3, 8, 8, dtype=dtype, device=device),
-                                         torch.randn(4, 3, 8, 8, dtype=dtype, device=device))],
+                                         torch.rand(4, 3, 8, 8, device=device) > 0.5)],
     )
-    out = input_x_gradient(x, g)   # dispatches on x.device
+    out = guided_relu_grad(g, mask)   # dispatches on g.device
 
 Kernels must return new tensors (never a view of an input): that is what ``torch.library`` requires.
 

@@ -17,6 +17,9 @@ class DigitsCNN(nn.Module):
     ``forward(x)`` takes images in [0, 1]; the penultimate features are the input of ``head``.
     """
 
+    #: images in [0, 1]: the declared input range (used by zB, see toolkit_core.attribution.rules.ZBox)
+    input_range = (0.0, 1.0)
+
     def __init__(self, size: int = 16, width: int = 16, hidden: int = 64, num_classes: int = 10, bias: bool = True):
         super().__init__()
         self.features = nn.Sequential(

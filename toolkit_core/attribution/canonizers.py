@@ -7,8 +7,10 @@
   reads that layer's output (tensor identity), and builds the folded layer from detached copies
   (:func:`fold`). The model's parameters are never written, so nothing has to be restored. If the
   check fails the BatchNorm is treated as its own (diagonal) linear layer.
-  :func:`folded_batchnorm` is the static, reversible variant for users who want the folded weights
-  in the model itself (it restores the original parameters on exit, also after an exception).
+* **Input normalization.** An affine map of the input (``(x - mean) / std``, written with modules or
+  functions) that feeds the first linear layer is folded into it (:class:`.layers.InputFolded`), so
+  rules that produce relevance from the input (zB, flat, w^2) see the raw input ``x`` and its
+  declared range (``model.input_range``), never the normalized tensor.
 * **Residual additions** need no canonizer: the engine propagates ``c = R / z``, for which the plain
   gradient of ``y = u + v`` is exactly the proportional split ``R_u = u / y * R_y`` (the epsilon -> 0
   limit of ``u / (y + eps sign y) R_y``). The same holds for concatenation (DenseNet) and flatten.
@@ -25,9 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .layers import BN_TYPES, CONV_TYPES, ConvLayer, DenseLayer, LinearLayer, batchnorm_affine
+from .layers import BN_TYPES, CONV_TYPES, LinearLayer, batchnorm_affine, bias_view
 
-__all__ = ["batchnorm_pairs", "flag_set", "fold", "folded_batchnorm", "is_leaf", "out_of_place"]
+__all__ = ["batchnorm_pairs", "flag_set", "fold", "is_leaf", "out_of_place"]
 
 
 def is_leaf(module: nn.Module) -> bool:
@@ -59,75 +61,31 @@ def batchnorm_pairs(model: nn.Module) -> dict[str, str]:
 def fold(layer: LinearLayer, bn: nn.Module, name: str) -> LinearLayer:
     """The layer ``a -> bn(layer(a))`` as one linear layer with ``W' = s W``, ``b' = s b + t``."""
     s, t = batchnorm_affine(bn)
-    b = t if layer.bias is None else s * layer.bias + t
-    cls = _FoldedConv if isinstance(layer, ConvLayer) else _FoldedDense
-    folded = cls(layer.module, name, layer.weight, b, layer.input_shape)
-    folded.scale = s.view(-1, *([1] * (layer.weight.dim() - 1)))
-    return folded
+    return _OutputFolded(layer, name, s, t)
 
 
-class _Folded:
-    """``weight`` is computed on access (``s * W``), so no folded copy of the weights stays alive."""
+class _OutputFolded(LinearLayer):
+    """``layer`` followed by a per-channel affine map; ``weight`` is computed on access (``s * W``),
+    so no folded copy of the weights stays alive. Forward and transposed maps are the layer's own."""
 
-    scale: torch.Tensor
+    def __init__(self, layer: LinearLayer, name: str, s: torch.Tensor, t: torch.Tensor):
+        b = t if layer.bias is None else bias_view(s, layer.bias) * layer.bias + bias_view(t, layer.bias)
+        super().__init__(layer.module, name, None, b, layer.input_shape)
+        self.layer, self.scale = layer, s.view(-1, *([1] * (layer.weight.dim() - 1)))
 
     @property
     def weight(self):
-        return self._raw_weight * self.scale
+        return self.layer.weight * self.scale
 
     @weight.setter
     def weight(self, value):
-        self._raw_weight = value
+        pass
 
+    def forward(self, a, w, b=None):
+        return self.layer.forward(a, w, b)
 
-class _FoldedConv(_Folded, ConvLayer):
-    pass
-
-
-class _FoldedDense(_Folded, DenseLayer):
-    pass
-
-
-@contextlib.contextmanager
-def folded_batchnorm(model: nn.Module) -> Iterator[dict[str, str]]:
-    """Fold every predicted (conv, BatchNorm) pair into the conv's weights and make the BatchNorm an
-    identity, for the duration of the block; the original parameters and buffers come back on exit.
-
-    The model must be in eval mode (folding uses the running statistics).
-    """
-    pairs = batchnorm_pairs(model)
-    modules = dict(model.named_modules())
-    saved: list[tuple[nn.Module, dict[str, torch.Tensor | None]]] = []
-    try:
-        with torch.no_grad():
-            for cname, bname in pairs.items():
-                conv, bn = modules[cname], modules[bname]
-                saved.append((conv, {"weight": conv.weight.detach().clone(),
-                                     "bias": None if conv.bias is None else conv.bias.detach().clone()}))
-                saved.append((bn, {k: getattr(bn, k).detach().clone() for k in
-                                   ("weight", "bias", "running_mean", "running_var") if getattr(bn, k) is not None}))
-                s, t = batchnorm_affine(bn)
-                conv.weight.mul_(s.view(-1, *([1] * (conv.weight.dim() - 1))))
-                if conv.bias is None:
-                    conv.bias = nn.Parameter(t.clone(), requires_grad=conv.weight.requires_grad)
-                    saved[-2][1]["_added_bias"] = True  # type: ignore[assignment]
-                else:
-                    conv.bias.mul_(s).add_(t)
-                bn.running_mean.zero_()
-                bn.running_var.fill_(1.0 - bn.eps)
-                if bn.weight is not None:
-                    bn.weight.fill_(1.0)
-                if bn.bias is not None:
-                    bn.bias.zero_()
-        yield pairs
-    finally:
-        with torch.no_grad():
-            for module, values in saved:
-                if values.pop("_added_bias", False):
-                    module.bias = None
-                for k, v in values.items():
-                    if v is not None:
-                        getattr(module, k).copy_(v)
+    def backward(self, g, w):
+        return self.layer.backward(g, w)
 
 
 @contextlib.contextmanager

@@ -3,8 +3,9 @@
 A composite is a ``dict``. Keys, from the most to the least specific:
 
 * a module's qualified name (``"features.0"``, ``"layer1.0.conv2"``);
-* a position: ``"first"`` (the first conv/dense layer in registration order), ``"first_conv"``,
-  ``"last"`` (the last conv/dense layer);
+* a position: ``"first"`` (the first conv/dense layer in *execution* order, module or functional),
+  ``"first_conv"``, ``"last"`` (the last conv/dense module to run; finding it costs one extra forward
+  pass without autograd);
 * a module class (``nn.Conv2d``) -- matched with ``isinstance``;
 * a layer group: ``"conv"``, ``"linear"`` (alias ``"dense"``), ``"bn"``, ``"activation"``, ``"pool"``;
 * ``"default"``: any other layer.
@@ -152,21 +153,23 @@ class CompositeResolver:
         for key in self.composite:
             if isinstance(key, str) and key not in GROUPS and key not in POSITIONS and key != "default":
                 names = dict(model.named_modules())
-                if key not in names:
+                if key not in names and "#" not in key:
                     raise KeyError(
                         f"composite key {key!r} is neither a layer name of the model, a position "
                         f"({', '.join(POSITIONS)}), a group ({', '.join(GROUPS)}) nor 'default'"
                     )
-        self.positions = _positions(model)
+        #: the position keys the composite uses (the engine then tells each call its positions)
+        self.positions = frozenset(k for k in self.composite if k in POSITIONS)
         self._cache: dict[Any, Rule | None] = {}
 
-    def lookup(self, name: str, module: nn.Module) -> Any:
-        """The composite value for this module, or ``None`` when no key matches."""
+    def lookup(self, name: str, module: nn.Module, positions: frozenset = frozenset()) -> Any:
+        """The composite value for this module, or ``None`` when no key matches. ``positions``: the
+        positions (``first``, ``first_conv``, ``last``) of this call in execution order."""
         c = self.composite
         if name in c:
             return c[name]
         for pos in POSITIONS:
-            if pos in c and self.positions.get(pos) == name:
+            if pos in c and pos in positions:
                 return c[pos]
         for key, value in c.items():
             if isinstance(key, type) and isinstance(module, key):
@@ -176,25 +179,14 @@ class CompositeResolver:
                 return c[group]
         return c.get("default")
 
-    def rule_for(self, name: str, module: nn.Module) -> Rule | None:
-        value = self.lookup(name, module)
+    def rule_for(self, name: str, module: nn.Module, positions: frozenset = frozenset()) -> Rule | None:
+        value = self.lookup(name, module, positions)
         if value is None:
             return None
         key = value if isinstance(value, str) else id(value)
         if key not in self._cache:
             self._cache[key] = make_rule(value, self.params, self.rules)
         return self._cache[key]
-
-
-def _positions(model: nn.Module) -> dict[str, str]:
-    pos: dict[str, str] = {}
-    linear = [(n, m) for n, m in model.named_modules() if isinstance(m, (*CONV_TYPES, nn.Linear))]
-    if linear:
-        pos["first"], pos["last"] = linear[0][0], linear[-1][0]
-    convs = [n for n, m in linear if isinstance(m, CONV_TYPES)]
-    if convs:
-        pos["first_conv"] = convs[0]
-    return pos
 
 
 RuleFor = Callable[[str, nn.Module], "Rule | None"]

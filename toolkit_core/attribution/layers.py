@@ -34,10 +34,19 @@ class LinearLayer:
 
     def unbias(self, z: Tensor) -> Tensor:
         """``z - b`` (broadcast like the forward pass)."""
-        return z if self.bias is None else z - self._bias_view(self.bias, z)
+        return z if self.bias is None else z - bias_view(self.bias, z)
 
-    def _bias_view(self, b: Tensor, z: Tensor) -> Tensor:
-        return b.view(1, -1, *([1] * (z.dim() - 2))) if z.dim() > 2 else b
+
+def bias_view(b: Tensor, z: Tensor) -> Tensor:
+    """``b`` shaped to broadcast against the output ``z``: a per-channel vector, or a full map of the
+    output's shape (the bias of a layer with a folded input normalization)."""
+    if b.dim() == z.dim():
+        return b
+    return b.view(1, -1, *([1] * (z.dim() - 2))) if z.dim() > 2 else b
+
+
+def add_bias(z: Tensor, b: Tensor | None) -> Tensor:
+    return z if b is None else z + bias_view(b, z)
 
 
 class ConvLayer(LinearLayer):
@@ -60,6 +69,8 @@ class ConvLayer(LinearLayer):
         self.stride, self.padding, self.dilation, self.groups = module.stride, padding, module.dilation, module.groups
 
     def forward(self, a, w, b=None):
+        if b is not None and b.dim() > 1:
+            return add_bias(_CONV_FN[self.n](a, w, None, self.stride, self.padding, self.dilation, self.groups), b)
         return _CONV_FN[self.n](a, w, b, self.stride, self.padding, self.dilation, self.groups)
 
     def backward(self, g, w):
@@ -68,13 +79,12 @@ class ConvLayer(LinearLayer):
 
 class DenseLayer(LinearLayer):
     def forward(self, a, w, b=None):
+        if b is not None and b.dim() > 1:
+            return F.linear(a, w) + b
         return F.linear(a, w, b)
 
     def backward(self, g, w):
         return g @ w
-
-    def _bias_view(self, b, z):
-        return b
 
 
 class AffineLayer(LinearLayer):
@@ -84,8 +94,7 @@ class AffineLayer(LinearLayer):
         return v.view(1, -1, *([1] * (like.dim() - 2))) if like.dim() > 2 else v
 
     def forward(self, a, w, b=None):
-        out = a * self._view(w, a)
-        return out if b is None else out + self._view(b, a)
+        return add_bias(a * self._view(w, a), b)
 
     def backward(self, g, w):
         return g * self._view(w, g)
@@ -106,6 +115,35 @@ def batchnorm_affine(bn: nn.Module) -> tuple[Tensor, Tensor]:
     if bn.bias is not None:
         t = t + bn.bias.detach()
     return s, t
+
+
+class InputFolded(LinearLayer):
+    """``inner`` applied to ``a * s + t`` (an affine input normalization folded into the layer).
+
+    ``z = W (s a + t) + b = (W s) a + [W t + b]``: the weight is ``W s`` (``s`` per input channel)
+    and the bias the map ``W t + b``, computed with the layer's own padding, so the folded layer is
+    exactly the normalized one, borders included.
+    """
+
+    def __init__(self, inner: LinearLayer, scale: Tensor, shift: Tensor):
+        channels = inner.input_shape[1]
+        if isinstance(inner, ConvLayer):
+            if inner.groups != 1:
+                raise ValueError("an input normalization can be folded into a convolution with groups=1 only")
+            s = scale.reshape(1, channels, *([1] * inner.n))
+        else:
+            s = scale.reshape(1, channels)
+        t = shift.expand(1, *inner.input_shape[1:]).to(inner.weight.dtype)
+        with torch.no_grad():
+            bias = inner.forward(t, inner.weight, inner.bias)
+        super().__init__(inner.module, inner.name, inner.weight * s, bias, inner.input_shape)
+        self.inner = inner
+
+    def forward(self, a, w, b=None):
+        return add_bias(self.inner.forward(a, w, None), b)
+
+    def backward(self, g, w):
+        return self.inner.backward(g, w)
 
 
 def make_layer(module: nn.Module, name: str, input_shape: torch.Size) -> LinearLayer:

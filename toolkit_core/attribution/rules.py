@@ -12,9 +12,12 @@ rule             ``W'``                                                denominat
 ===============  ====================================================  ==================
 LRP-0            ``W``                                                 ``z`` (0/0 := 0)
 LRP-epsilon      ``W``                                                 ``z + eps sign z``
-LRP-gamma        ``W + gamma W+``                                      ``a (W + gamma W+)``
-z+ (DTD)         ``W+``                                                ``a W+``
+LRP-gamma        ``W + gamma W+``                                      ``a (W + gamma W+) + b + gamma b+``
+z+ (DTD)         ``W+``                                                ``a W+ + b+``
 ===============  ====================================================  ==================
+
+(shown for ``a >= 0``; z+, gamma and alpha-beta take Zennit's sign-aware forms for signed inputs, and
+the bias terms go with ``use_bias=True``, the default, as in Montavon et al. 2019 and Zennit.)
 
 A rule declares ``weight`` (the parameter modifier), ``use_bias`` and ``epsilon``::
 
@@ -39,7 +42,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from .layers import add_bias
+
 __all__ = [
+    "GATES", "RELUS", "gate_value",
     "Rule", "LinearRule", "ActivationRule", "Gradient", "Pass", "Epsilon", "LRP0", "Gamma", "ZPlus", "AlphaBeta",
     "Flat", "WSquare", "ZBox", "WinnerTakesAll", "MAX_POOL_DIMS", "masked", "stabilize", "stabilized_divide",
     "BUILTIN_RULES",
@@ -121,7 +127,6 @@ class LinearRule(Rule):
     use_bias: bool = True
     modifies_weight: ClassVar[bool] = True
     divide = staticmethod(stabilized_divide)
-    multiply = staticmethod(torch.mul)
 
     def weight(self, w: Tensor) -> Tensor:
         return w
@@ -137,7 +142,7 @@ class LinearRule(Rule):
 
     def backward(self, layer, state, g):
         # modified weights are recomputed here rather than kept: the state holds one tensor of z's size
-        return layer.backward(self.multiply(g, state), self._w(layer))
+        return layer.backward(g * state, self._w(layer))
 
 
 class Epsilon(LinearRule):
@@ -146,8 +151,8 @@ class Epsilon(LinearRule):
     name = "lrp_epsilon"
     modifies_weight = False
 
-    def __init__(self, epsilon: float = 1e-6):
-        self.epsilon = float(epsilon)
+    def __init__(self, epsilon: float = 1e-6, use_bias: bool = True):
+        self.epsilon, self.use_bias = float(epsilon), bool(use_bias)
 
 
 class LRP0(Epsilon):
@@ -159,68 +164,147 @@ class LRP0(Epsilon):
         self.epsilon = 0.0
 
 
-class Gamma(LinearRule):
-    """LRP-gamma: ``R_j = sum_k a_j (w_jk + gamma w_jk+) / sum_j a_j (w_jk + gamma w_jk+) R_k``."""
-
-    name = "lrp_gamma"
-    use_bias = False
-
-    def __init__(self, gamma: float = 0.25, epsilon: float = 1e-6):
-        self.gamma, self.epsilon = float(gamma), float(epsilon)
-
-    def weight(self, w):
-        return w + self.gamma * w.clamp(min=0)
+def _pos_neg(w: Tensor) -> tuple[Tensor, Tensor]:
+    return w.clamp(min=0), w.clamp(max=0)
 
 
-class ZPlus(LinearRule):
-    """z+ (Montavon et al. 2017): ``R_j = sum_k a_j w_jk+ / sum_j a_j w_jk+ R_k`` (for ``a >= 0``)."""
+class _SignAware(Rule):
+    """Base of the rules defined by positive and negative parts (z+, gamma, alpha-beta).
+
+    They are written in Zennit's sign-aware form (Montavon et al. 2019, Zennit's stock rules): an
+    input ``a = a+ + a-`` contributes ``a+ w+`` and ``a- w-`` to the positive part of ``z``, so the
+    rules are defined for signed inputs (linear bottlenecks, the first layer) and reduce to the
+    textbook forms for ``a >= 0`` (the inputs after a ReLU), for which a faster path is taken. The
+    (modified) bias takes part in the denominator (``use_bias=False`` leaves it out).
+    """
+
+    divide = staticmethod(stabilized_divide)
+
+    def _bias(self, layer, part: Tensor | None) -> Tensor | None:
+        return part if self.use_bias else None
+
+
+class ZPlus(_SignAware):
+    """z+ (Montavon et al. 2017; sign-aware as Zennit's ``ZPlus``, i.e. alpha-beta with (1, 0)).
+
+    ``R_j = sum_k (a_j+ w_jk+ + a_j- w_jk-) / (sum_j (a_j+ w_jk+ + a_j- w_jk-) + b_k+) R_k``.
+    """
 
     name = "zplus"
-    use_bias = False
 
-    def __init__(self, epsilon: float = 1e-6):
-        self.epsilon = float(epsilon)
+    def __init__(self, epsilon: float = 1e-6, use_bias: bool = True):
+        self.epsilon, self.use_bias = float(epsilon), bool(use_bias)
 
-    def weight(self, w):
-        return w.clamp(min=0)
+    def forward(self, layer, a, z):
+        wp, wn = _pos_neg(layer.weight)
+        bp = self._bias(layer, None if layer.bias is None else layer.bias.clamp(min=0))
+        if bool((a >= 0).all()):
+            return self.divide(z, layer.forward(a, wp, bp), self.epsilon), None
+        den = layer.forward(a.clamp(min=0), wp, bp) + layer.forward(a.clamp(max=0), wn, None)
+        return self.divide(z, den, self.epsilon), a >= 0
+
+    def backward(self, layer, state, g):
+        ratio, pos = state
+        wp, wn = _pos_neg(layer.weight)
+        s = g * ratio
+        if pos is None:
+            return layer.backward(s, wp)
+        return torch.where(pos, layer.backward(s, wp), layer.backward(s, wn))
 
 
-class AlphaBeta(Rule):
-    """``R_j = sum_k [alpha (a_j w_jk)+ / sum_j (a_j w_jk)+ - beta (a_j w_jk)- / sum_j (a_j w_jk)-] R_k``.
+class Gamma(_SignAware):
+    """LRP-gamma (Montavon et al. 2019), sign-aware as Zennit's ``Gamma``.
+
+    For ``z_k > 0``: ``R_j = sum_k (a_j+ (w + gamma w+)_jk + a_j- (w + gamma w-)_jk) / (sum_j (same)
+    + b_k + gamma b_k+) R_k``; for ``z_k < 0`` the roles of ``w+`` and ``w-`` (and ``b+``, ``b-``) swap.
+    For ``a >= 0`` and ``z_k > 0`` this is the textbook rule
+    ``a_j (w_jk + gamma w_jk+) / (sum_j a_j (w_jk + gamma w_jk+) + b_k + gamma b_k+)``.
+    """
+
+    name = "lrp_gamma"
+
+    def __init__(self, gamma: float = 0.25, epsilon: float = 1e-6, use_bias: bool = True):
+        self.gamma, self.epsilon, self.use_bias = float(gamma), float(epsilon), bool(use_bias)
+
+    def forward(self, layer, a, z):
+        w, gam = layer.weight, self.gamma
+        wp, wn = _pos_neg(w)
+        b = layer.bias
+        bias_p = None if b is None else b + gam * b.clamp(min=0)
+        bias_n = None if b is None else b + gam * b.clamp(max=0)
+        if bool((a >= 0).all()):
+            zw = layer.unbias(z)  # a W
+            zp = layer.forward(a, wp, None)  # a W+
+            den_p = add_bias(zw + gam * zp, self._bias(layer, bias_p))
+            den_n = add_bias(zw + gam * (zw - zp), self._bias(layer, bias_n))
+            pos = None
+        else:
+            ap, an = a.clamp(min=0), a.clamp(max=0)
+            pw, pp, nw, np_ = (layer.forward(ap, w, None), layer.forward(ap, wp, None),
+                               layer.forward(an, w, None), layer.forward(an, wp, None))
+            # a+ (w + gamma w+) + a- (w + gamma w-) and a+ (w + gamma w-) + a- (w + gamma w+)
+            den_p = add_bias(pw + gam * pp + nw + gam * (nw - np_), self._bias(layer, bias_p))
+            den_n = add_bias(pw + gam * (pw - pp) + nw + gam * np_, self._bias(layer, bias_n))
+            pos = a >= 0
+        up = z > 0
+        ratio = torch.where(up, self.divide(z, den_p, self.epsilon), self.divide(z, den_n, self.epsilon))
+        return ratio.masked_fill_(z == 0, 0.0), up, pos
+
+    def backward(self, layer, state, g):
+        ratio, up, pos = state
+        w, gam = layer.weight, self.gamma
+        wp = w.clamp(min=0)
+        s = g * ratio
+        sp = masked(s, up)
+        sn = s - sp
+        # (w + gamma w+)^T sp + (w + gamma w-)^T sn, with w- = w - w+
+        on_pos = layer.backward(s + gam * sn, w) + gam * layer.backward(sp - sn, wp)
+        if pos is None:
+            return on_pos
+        on_neg = layer.backward(s + gam * sp, w) + gam * layer.backward(sn - sp, wp)
+        return torch.where(pos, on_pos, on_neg)
+
+
+class AlphaBeta(_SignAware):
+    """``R_j = sum_k [alpha (a w)+_jk / (sum_j (a w)+_jk + b_k+) - beta (a w)-_jk / (sum_j (a w)-_jk + b_k-)] R_k``.
 
     Bach et al. 2015; ``alpha - beta = 1`` keeps relevance conserved. Signed inputs are handled
-    exactly (``(a w)+ = a+ w+ + a- w-``); non-negative inputs take a two-convolution fast path.
+    exactly (``(a w)+ = a+ w+ + a- w-``, as Zennit's ``AlphaBeta``); non-negative inputs take a
+    two-convolution fast path.
     """
 
     name = "lrp_alpha_beta"
-    divide = staticmethod(stabilized_divide)
 
-    def __init__(self, alpha: float = 2.0, beta: float = 1.0, epsilon: float = 1e-6):
-        if abs(alpha - beta - 1) > 1e-6:
-            raise ValueError(f"alpha - beta must be 1 for a conservative rule, got alpha={alpha}, beta={beta}")
-        self.alpha, self.beta, self.epsilon = float(alpha), float(beta), float(epsilon)
+    def __init__(self, alpha: float = 2.0, beta: float = 1.0, epsilon: float = 1e-6, use_bias: bool = True):
+        if abs(alpha - beta - 1) > 1e-6 or alpha < 0 or beta < 0:
+            raise ValueError(
+                f"alpha - beta must be 1 (and both >= 0) for a conservative rule, got alpha={alpha}, beta={beta}"
+            )
+        self.alpha, self.beta, self.epsilon, self.use_bias = float(alpha), float(beta), float(epsilon), bool(use_bias)
 
     def forward(self, layer, a, z):
-        wp, wn = layer.weight.clamp(min=0), layer.weight.clamp(max=0)
+        wp, wn = _pos_neg(layer.weight)
+        b = layer.bias
+        bp = self._bias(layer, None if b is None else b.clamp(min=0))
+        bn = self._bias(layer, None if b is None else b.clamp(max=0))
         nonneg = bool((a >= 0).all())
         if nonneg:
-            zp = layer.forward(a, wp, None)
-            zn = layer.forward(a, layer.weight, None) - zp if layer.bias is None else layer.unbias(z) - zp
+            p = layer.forward(a, wp, None)
+            zp, zn = add_bias(p, bp), add_bias(layer.unbias(z) - p, bn)
         else:
             ap, an = a.clamp(min=0), a.clamp(max=0)
-            zp = layer.forward(ap, wp, None) + layer.forward(an, wn, None)
-            zn = layer.forward(ap, wn, None) + layer.forward(an, wp, None)
+            zp = add_bias(layer.forward(ap, wp, None) + layer.forward(an, wn, None), bp)
+            zn = add_bias(layer.forward(ap, wn, None) + layer.forward(an, wp, None), bn)
         sp = self.divide(z, zp, self.epsilon) * self.alpha
         sn = self.divide(z, zn, self.epsilon) * self.beta
-        return sp, sn, None if nonneg else a > 0
+        return sp, sn, None if nonneg else a >= 0
 
     def backward(self, layer, state, g):
         sp, sn, pos = state
-        w = layer.weight
-        wp, wn = w.clamp(min=0), w.clamp(max=0)
-        if pos is None:
-            return layer.backward(g * sp, wp) - layer.backward(g * sn, wn)
+        wp, wn = _pos_neg(layer.weight)
         on_pos = layer.backward(g * sp, wp) - layer.backward(g * sn, wn)
+        if pos is None:
+            return on_pos
         on_neg = layer.backward(g * sp, wn) - layer.backward(g * sn, wp)
         return torch.where(pos, on_pos, on_neg)
 
@@ -255,8 +339,10 @@ class ZBox(Rule):
     """zB (Montavon et al. 2017), first layer, ``l <= x <= h``.
 
     ``R_j = sum_k (x_j w_jk - l_j w_jk+ - h_j w_jk-) / sum_j (x_j w_jk - l_j w_jk+ - h_j w_jk-) R_k``.
-    ``low``/``high``: floats or tensors broadcastable to the input; ``None`` takes the per-channel
-    minimum/maximum of the batch.
+    ``low``/``high``: floats or tensors broadcastable to the input. They are never taken from the
+    batch (a sample's map would depend on the other samples): without them the model's declared
+    input range ``model.input_range = (low, high)`` is used (the engine folds an input normalization
+    into the first layer, so that range is the raw input's); with neither, the rule raises.
     """
 
     name = "zbox"
@@ -266,15 +352,23 @@ class ZBox(Rule):
     def __init__(self, low: float | Tensor | None = None, high: float | Tensor | None = None, epsilon: float = 1e-6):
         self.low, self.high, self.epsilon = low, high, float(epsilon)
 
-    def _bound(self, value, a, reduce):
-        if value is None:
-            dims = [d for d in range(a.dim()) if d != 1] if a.dim() > 1 else [0]
-            return reduce(a, dims)
-        return torch.as_tensor(value, dtype=a.dtype, device=a.device).expand_as(a)
+    def bounds(self, layer, a: Tensor) -> tuple[Tensor, Tensor]:
+        declared = getattr(layer, "input_range", None)
+        low, high = self.low, self.high
+        if (low is None or high is None) and declared is not None:
+            low = declared[0] if low is None else low
+            high = declared[1] if high is None else high
+        if low is None or high is None:
+            raise ValueError(
+                f"zB at layer '{getattr(layer, 'name', '?')}' needs the input bounds: pass low= and high= "
+                "(e.g. low=0.0, high=1.0 for images in [0, 1]) or declare model.input_range = (low, high); "
+                "they are never taken from the batch"
+            )
+        as_t = lambda v: torch.as_tensor(v, dtype=a.dtype, device=a.device).expand_as(a)  # noqa: E731
+        return as_t(low), as_t(high)
 
     def forward(self, layer, a, z):
-        low = self._bound(self.low, a, lambda t, d: t.amin(dim=d, keepdim=True)).expand_as(a)
-        high = self._bound(self.high, a, lambda t, d: t.amax(dim=d, keepdim=True)).expand_as(a)
+        low, high = self.bounds(layer, a)
         w = layer.weight
         wp, wn = w.clamp(min=0), w.clamp(max=0)
         den = layer.forward(a, w, None) - layer.forward(low, wp, None) - layer.forward(high, wn, None)
@@ -287,11 +381,34 @@ class ZBox(Rule):
         return a * layer.backward(s, layer.weight) - low * layer.backward(s, wp) - high * layer.backward(s, wn)
 
 
+#: activations of the form ``f(x) = x * s(x)`` that the engine treats as gates (``s`` held constant)
+GATES: tuple[type[torch.nn.Module], ...] = (torch.nn.GELU, torch.nn.SiLU, torch.nn.Hardswish, torch.nn.Mish)
+#: piecewise-linear activations ``f(x) = x * 1[lo < x < hi]`` (ReLU6 is a Hardtanh)
+RELUS: tuple[type[torch.nn.Module], ...] = (torch.nn.ReLU, torch.nn.Hardtanh)
+
+
+def gate_value(module: torch.nn.Module, x: Tensor) -> Tensor:
+    """``s(x)`` of a gate activation ``f(x) = x * s(x)`` (Phi for GELU, sigmoid for SiLU, ...)."""
+    if isinstance(module, torch.nn.GELU):
+        if module.approximate == "tanh":
+            return 0.5 * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+        return 0.5 * (1 + torch.erf(x / math.sqrt(2.0)))
+    if isinstance(module, torch.nn.SiLU):
+        return torch.sigmoid(x)
+    if isinstance(module, torch.nn.Hardswish):
+        return (x + 3).clamp(0, 6) / 6
+    if isinstance(module, torch.nn.Mish):
+        return torch.tanh(torch.nn.functional.softplus(x))
+    raise TypeError(f"{type(module).__name__} is not a gate activation")
+
+
 class Pass(Rule):
     """Pass rule for an elementwise activation ``a = f(z)``: ``R_z = R_a``, i.e. ``c_z = c_a * a / z``.
 
     At a ReLU ``a / z = 1[z > 0]`` (with ``0 / 0 := 0``), the ReLU's own gradient; the state is then
     kept as a one-byte mask instead of a float tensor (a quarter of the memory autograd would keep).
+    At a gate ``f(z) = z s(z)`` (GELU, SiLU, Hardswish, Mish) ``a / z = s(z)``: the gate is held
+    constant, as in the LRP literature (Ali et al. 2022; Achtibat et al. 2024).
     """
 
     name = "pass"
@@ -299,6 +416,8 @@ class Pass(Rule):
     def forward(self, layer, a, z):
         if type(layer) is torch.nn.ReLU:
             return a > 0  # = z > 0, so the ReLU may stay in place
+        if isinstance(layer, GATES):
+            return gate_value(layer, a)
         return stabilized_divide(z, a, 0.0)
 
     def keeps_inplace(self, module):
@@ -343,7 +462,7 @@ class ActivationRule(Rule):
 
     name = "activation_rule"
     #: the activation modules the rule is defined for (subclasses count: ReLU6 is a Hardtanh)
-    supports: ClassVar[tuple[type[torch.nn.Module], ...]] = (torch.nn.ReLU, torch.nn.Hardtanh)
+    supports: ClassVar[tuple[type[torch.nn.Module], ...]] = RELUS
 
     def check(self, module: torch.nn.Module) -> str | None:
         """``None`` when the rule is defined for ``module``, else why not (the engine's error quotes it)."""
@@ -354,7 +473,10 @@ class ActivationRule(Rule):
 
     @staticmethod
     def active(module: torch.nn.Module, a: Tensor, z: Tensor) -> Tensor:
-        """Where the activation's forward derivative is non-zero (``z > 0`` for ReLU)."""
+        """The activation's gate ``s(x)`` in ``f(x) = x s(x)``: a boolean mask for ReLU-like layers
+        (``x > 0``; ``lo < x < hi`` for Hardtanh/ReLU6), the float gate value for :data:`GATES`."""
+        if isinstance(module, GATES):
+            return gate_value(module, a)
         lo = getattr(module, "min_val", 0.0)
         hi = getattr(module, "max_val", None)
         mask = a > lo
@@ -366,5 +488,6 @@ class ActivationRule(Rule):
 #: rules the core ships (plugins add theirs through their method classes' ``rules``).
 BUILTIN_RULES: dict[str, type[Rule]] = {
     "gradient": Gradient, "pass": Pass, "lrp_0": LRP0, "lrp_epsilon": Epsilon, "lrp_gamma": Gamma,
-    "zplus": ZPlus, "lrp_alpha_beta": AlphaBeta, "lrp_flat": Flat, "lrp_wsquare": WSquare, "zbox": ZBox,
+    "zplus": ZPlus, "lrp_zplus": ZPlus, "lrp_alpha_beta": AlphaBeta, "lrp_flat": Flat, "lrp_wsquare": WSquare,
+    "zbox": ZBox, "lrp_zbox": ZBox,
 }

@@ -2,15 +2,11 @@ import torch
 from torch import nn
 
 import toolkit_core as tt
-from toolkit_core.testing import check_kernel, check_method
+from toolkit_core.testing import check_method
 
 
 def test_contract():
     check_method("deconvnet")
-
-
-def test_kernel_matches_reference():
-    check_kernel("torchtrust_deconvnet::relu_grad", "torchtrust_deconvnet.kernels")
 
 
 def test_deconvnet_ignores_the_forward_mask():

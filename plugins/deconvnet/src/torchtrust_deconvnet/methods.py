@@ -4,25 +4,25 @@ from __future__ import annotations
 
 from torch import nn
 
-from toolkit_core.attribution.base import ModifiedBackprop
-from toolkit_core.attribution.rules import ActivationRule
-
-from .kernels import relu_grad
+from toolkit_core.attribution.base import ActivationMethod
+from toolkit_core.attribution.rules import GATES, RELUS, ActivationRule
 
 
 class DeconvReLU(ActivationRule):
-    """``R_in = max(R_out, 0)`` at a ReLU: the forward activation pattern is ignored."""
+    """``R_in = max(R_out, 0)`` at a ReLU: the forward activation pattern is ignored (at a gate
+    ``z s(z)`` too: the gate is the forward pattern)."""
 
     name = "deconvnet_relu"
+    supports = (*RELUS, *GATES)
 
     def backward(self, layer, state, g):
-        return relu_grad(g)
+        return g.clamp(min=0)
 
     def keeps_inplace(self, module: nn.Module) -> bool:
         return True  # needs nothing from the forward pass
 
 
-class DeconvNet(ModifiedBackprop):
+class DeconvNet(ActivationMethod):
     """DeconvNet (Zeiler & Fergus 2014): ``R_in = max(R_out, 0)`` at ReLUs, gradient elsewhere.
 
     The map is the modified gradient with respect to the input (not multiplied by the input).
@@ -31,9 +31,10 @@ class DeconvNet(ModifiedBackprop):
     name = "deconvnet"
     summary = "DeconvNet: ReLU backward passes the positive signal, ignoring the forward mask."
     citation = "arXiv:1311.2901"
-    kernels = ("torchtrust_deconvnet::relu_grad",)
-    multiply_input = False
     rules = {"deconvnet_relu": DeconvReLU}
 
-    def composite(self):
-        return {"activation": DeconvReLU(), "conv": "gradient", "linear": "gradient", "bn": "gradient"}
+    def __init__(self, composite: dict | None = None):
+        self.composite_override = composite
+
+    def activation_rule(self):
+        return DeconvReLU()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from toolkit_core.attribution import rules as core
 from toolkit_core.attribution.base import ModifiedBackprop
 
 
@@ -11,26 +10,30 @@ class DTD(ModifiedBackprop):
 
     Hidden layers (``a >= 0``): ``R_j = sum_k a_j w_jk+ / sum_j a_j w_jk+ R_k`` (z+). First layer,
     ``l <= x <= h``: ``R_j = sum_k (x_j w_jk - l_j w_jk+ - h_j w_jk-) / sum_j (same) R_k`` (zB).
-    ``low``/``high``: the pixel bounds (floats); ``None`` takes the per-channel range of the batch.
+    ``low``/``high``: the pixel bounds (floats); ``None`` takes the model's declared
+    ``model.input_range`` (an error if it has none: bounds never come from the batch).
+    ``composite``: a dict merged over the method's own.
     """
 
     name = "dtd"
     summary = "Deep Taylor decomposition: z+ on hidden layers, zB (box-constrained) on the first layer."
     citation = "arXiv:1512.02479"
     multiply_input = True
-    rules = {"zplus": core.ZPlus, "zbox": core.ZBox}
 
     def __init__(
-        self, low: float | None = None, high: float | None = None, epsilon: float = 1e-6, low_memory: bool = False
+        self, low: float | None = None, high: float | None = None, epsilon: float = 1e-6, low_memory: bool = False,
+        composite: dict | None = None,
     ):
         if low is not None and high is not None and low >= high:
             raise ValueError(f"dtd: low must be smaller than high, got low={low}, high={high}")
         if epsilon < 0:
             raise ValueError(f"dtd: epsilon must be >= 0, got {epsilon}")
         self.low, self.high, self.epsilon, self.low_memory = low, high, epsilon, low_memory
+        self.composite_override = composite
 
     def composite(self):
-        return {"first": "zbox", "conv": "zplus", "linear": "zplus", "bn": "lrp_epsilon", "activation": "pass"}
+        return {"first": "zbox", "conv": "zplus", "linear": "zplus", "bn": "lrp_epsilon", "activation": "pass",
+                **self.overrides()}
 
     def rule_params(self):
         return {"low": self.low, "high": self.high, "epsilon": self.epsilon}

@@ -4,15 +4,15 @@ Method ``lrp`` (``composite=`` a name or a dict, or one ``rule=`` for every conv
 Rules: ``lrp_0``, ``lrp_epsilon``, ``lrp_gamma``, ``lrp_alpha_beta``, ``lrp_flat``, ``lrp_wsquare``
 (plus ``lrp_zplus`` and ``lrp_zbox`` used by the composites). Composites: ``epsilon_plus_flat``,
 ``epsilon_gamma_box``, ``epsilon_alpha2_beta1``. Look them up with
-``toolkit_core.attribution.get_rule`` / ``get_composite``. Kernels: the stabilized divide
-``torchtrust_lrp::stabilized_divide`` and the backward multiply ``torchtrust_lrp::multiply``.
+``toolkit_core.attribution.get_rule`` / ``get_composite``. Kernel: the fused stabilized divide
+``torchtrust_lrp::stabilized_divide``.
 """
 
 from toolkit_core import hookimpl
 
-from .methods import COMPOSITES, LRP, RULES
+from .methods import COMPOSITES, KERNEL_BACKED, LRP
 
-__all__ = ["LRP", "RULES", "COMPOSITES"]
+__all__ = ["LRP", "KERNEL_BACKED", "COMPOSITES"]
 
 
 @hookimpl

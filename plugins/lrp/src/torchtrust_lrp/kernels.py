@@ -2,7 +2,6 @@
 
 * ``stabilized_divide(num, den, eps) = num / (den + eps * sign(den))`` with ``sign(0) = 1``; a zero
   denominator (possible only for ``eps == 0``) gives 0 -- the forward-time ratio ``z / z'``.
-* ``multiply(g, r) = g * r`` -- the backward-time scaling of the incoming signal.
 """
 
 import torch
@@ -17,10 +16,6 @@ def _stabilized_divide(num: Tensor, den: Tensor, eps: float) -> Tensor:
     return out.clone() if out is num or out is den else out  # custom ops must return new tensors
 
 
-def _multiply(g: Tensor, r: Tensor) -> Tensor:
-    return g * r
-
-
 def _divide_examples(dtype: torch.dtype, device: str) -> list[tuple[Tensor, Tensor, float]]:
     gen = torch.Generator(device=device).manual_seed(0)
     out = []
@@ -32,25 +27,9 @@ def _divide_examples(dtype: torch.dtype, device: str) -> list[tuple[Tensor, Tens
     return out
 
 
-def _multiply_examples(dtype: torch.dtype, device: str) -> list[tuple[Tensor, Tensor]]:
-    gen = torch.Generator(device=device).manual_seed(1)
-    return [
-        (torch.randn(s, generator=gen, dtype=dtype, device=device),
-         torch.randn(s, generator=gen, dtype=dtype, device=device))
-        for s in [(4, 3, 17, 19), (2, 1000), (3, 5)]
-    ]
-
-
 stabilized_divide = kernels.declare(
     "torchtrust_lrp::stabilized_divide",
     reference=_stabilized_divide,
     triton="torchtrust_lrp.triton_kernels:stabilized_divide",
     examples=_divide_examples,
-)
-
-multiply = kernels.declare(
-    "torchtrust_lrp::multiply",
-    reference=_multiply,
-    triton="torchtrust_lrp.triton_kernels:multiply",
-    examples=_multiply_examples,
 )

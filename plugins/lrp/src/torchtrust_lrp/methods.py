@@ -7,28 +7,20 @@ from typing import Any
 from toolkit_core.attribution import rules as core
 from toolkit_core.attribution.base import ModifiedBackprop
 
-from .kernels import multiply, stabilized_divide
+from .kernels import stabilized_divide
 
 
-def _kernel_backed(cls: type[core.Rule], name: str) -> type[core.Rule]:
-    """The core rule ``cls`` under the name ``name``, dividing and multiplying with this plugin's kernels."""
+def _kernel_backed(cls: type[core.Rule]) -> type[core.Rule]:
+    """The core rule ``cls`` dividing with this plugin's fused ``stabilized_divide`` kernel."""
     return type(cls.__name__, (cls,), {
-        "name": name, "divide": staticmethod(stabilized_divide), "multiply": staticmethod(multiply),
-        "__doc__": cls.__doc__, "__module__": __name__,
+        "divide": staticmethod(stabilized_divide), "__doc__": cls.__doc__, "__module__": __name__,
     })
 
 
-LRP0 = _kernel_backed(core.LRP0, "lrp_0")
-Epsilon = _kernel_backed(core.Epsilon, "lrp_epsilon")
-Gamma = _kernel_backed(core.Gamma, "lrp_gamma")
-AlphaBeta = _kernel_backed(core.AlphaBeta, "lrp_alpha_beta")
-Flat = _kernel_backed(core.Flat, "lrp_flat")
-WSquare = _kernel_backed(core.WSquare, "lrp_wsquare")
-ZPlus = _kernel_backed(core.ZPlus, "lrp_zplus")
-ZBox = _kernel_backed(core.ZBox, "lrp_zbox")
-
-RULES: dict[str, type[core.Rule]] = {
-    r.name: r for r in (LRP0, Epsilon, Gamma, AlphaBeta, Flat, WSquare, ZPlus, ZBox)
+#: the core's LRP rules with the fused division kernel (same names: these are what ``lrp`` uses)
+KERNEL_BACKED: dict[str, type[core.Rule]] = {
+    name: _kernel_backed(cls) for name, cls in core.BUILTIN_RULES.items()
+    if name.startswith("lrp_") or name in ("zplus", "zbox")
 }
 
 #: composites are plain data: keys are layer names, positions, classes or groups (see composites.py)
@@ -53,7 +45,11 @@ class LRP(ModifiedBackprop):
     registered composite name (``epsilon_plus_flat``, ``epsilon_gamma_box``, ``epsilon_alpha2_beta1``)
     or a dict (see :mod:`toolkit_core.attribution.composites`); without one, ``rule`` applies to every
     conv and dense layer. BatchNorm layers after a conv are folded into it; activations pass
-    relevance; residual additions split it in proportion to the summands. ``low_memory=True``
+    relevance (gates such as GELU/SiLU and squeeze-excitation scales are held constant); residual
+    additions split it in proportion to the summands; LayerNorm holds its standard deviation constant
+    and attention its weights (Ali et al. 2022). ``use_bias=False`` leaves the (modified) bias out of
+    the denominators of epsilon, gamma, z+ and alpha-beta (default: in, as in Montavon et al. 2019
+    and Zennit). ``low``/``high``: zB bounds (else ``model.input_range``; never the batch). ``low_memory=True``
     recomputes, in the backward pass, the output of every layer whose input is smaller than its
     output, instead of keeping its rule state (less memory, one extra forward of those layers).
     """
@@ -61,9 +57,8 @@ class LRP(ModifiedBackprop):
     name = "lrp"
     summary = "Layer-wise relevance propagation with per-layer rules and composites (epsilon, gamma, z+...)."
     citation = "doi:10.1371/journal.pone.0130140"
-    kernels = ("torchtrust_lrp::stabilized_divide", "torchtrust_lrp::multiply")
+    kernels = ("torchtrust_lrp::stabilized_divide",)
     multiply_input = True
-    rules = RULES
     composites = COMPOSITES
 
     def __init__(
@@ -77,6 +72,7 @@ class LRP(ModifiedBackprop):
         low: float | None = None,
         high: float | None = None,
         low_memory: bool = False,
+        use_bias: bool = True,
     ):
         if isinstance(composite, str) and composite not in COMPOSITES:
             from toolkit_core.attribution.composites import registered_composites
@@ -86,13 +82,13 @@ class LRP(ModifiedBackprop):
                     f"lrp: unknown composite {composite!r}; choose one of {', '.join(sorted(COMPOSITES))} "
                     "or pass a dict mapping layers to rules"
                 )
-        if rule not in RULES and rule not in core.BUILTIN_RULES:
-            raise ValueError(f"lrp: unknown rule {rule!r}; choose one of {', '.join(sorted(RULES))}")
+        if rule not in core.BUILTIN_RULES:
+            raise ValueError(f"lrp: unknown rule {rule!r}; choose one of {', '.join(sorted(core.BUILTIN_RULES))}")
         if epsilon < 0:
             raise ValueError(f"lrp: epsilon must be >= 0, got {epsilon}")
         self.composite_spec, self.rule = composite, rule
         self.epsilon, self.gamma, self.alpha, self.beta, self.low, self.high = epsilon, gamma, alpha, beta, low, high
-        self.low_memory = low_memory
+        self.low_memory, self.use_bias = low_memory, use_bias
 
     def composite(self):
         spec = self.composite_spec
@@ -109,4 +105,9 @@ class LRP(ModifiedBackprop):
 
     def rule_params(self):
         return {"epsilon": self.epsilon, "gamma": self.gamma, "alpha": self.alpha, "beta": self.beta,
-                "low": self.low, "high": self.high}
+                "low": self.low, "high": self.high, "use_bias": self.use_bias}
+
+    def resolver(self, model):
+        from toolkit_core.attribution.composites import CompositeResolver
+
+        return CompositeResolver(self.composite(), model, self.rule_params(), {**core.BUILTIN_RULES, **KERNEL_BACKED})

@@ -1,4 +1,4 @@
-"""Triton kernels for LRP's stabilized divide and multiply (imported only for the Triton backend)."""
+"""Triton kernels for LRP's stabilized divide (imported only for the Triton backend)."""
 
 import torch
 import triton
@@ -17,28 +17,10 @@ def _divide_kernel(num_ptr, den_ptr, out_ptr, eps, n, BLOCK: tl.constexpr):
     tl.store(out_ptr + offsets, out, mask=valid)
 
 
-@triton.jit
-def _multiply_kernel(g_ptr, r_ptr, out_ptr, n, BLOCK: tl.constexpr):
-    offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    valid = offsets < n
-    g = tl.load(g_ptr + offsets, mask=valid)
-    r = tl.load(r_ptr + offsets, mask=valid)
-    tl.store(out_ptr + offsets, g * r, mask=valid)
-
-
 def stabilized_divide(num: torch.Tensor, den: torch.Tensor, eps: float) -> torch.Tensor:
     num, den = torch.broadcast_tensors(num, den)
     num, den = num.contiguous(), den.contiguous()
     out = torch.empty_like(num)
     n = num.numel()
     _divide_kernel[(triton.cdiv(n, 1024),)](num, den, out, float(eps), n, BLOCK=1024)
-    return out
-
-
-def multiply(g: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    g, r = torch.broadcast_tensors(g, r)
-    g, r = g.contiguous(), r.contiguous()
-    out = torch.empty_like(g)
-    n = g.numel()
-    _multiply_kernel[(triton.cdiv(n, 1024),)](g, r, out, n, BLOCK=1024)
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from toolkit_core.attribution.base import ModifiedBackprop
+from toolkit_core.attribution.base import ActivationMethod
 from toolkit_core.attribution.rules import ActivationRule
 
 from .kernels import rectify
@@ -39,7 +39,7 @@ class RectifiedReLU(ActivationRule):
         return True
 
 
-class RectGrad(ModifiedBackprop):
+class RectGrad(ActivationMethod):
     """Rectified gradient (Kim et al. 2019): ``R_in = 1[a * R_out > tau] * R_out`` at every ReLU.
 
     ``tau`` is the ``q``-th percentile of ``a * R_out`` per sample over (C, H, W) (default 98);
@@ -53,10 +53,11 @@ class RectGrad(ModifiedBackprop):
     multiply_input = True
     rules = {"rectgrad_relu": RectifiedReLU}
 
-    def __init__(self, q: float = 98.0):
+    def __init__(self, q: float = 98.0, composite: dict | None = None):
         if not 0 <= q <= 100:
             raise ValueError(f"rectgrad: q is a percentile and must lie in [0, 100], got {q}")
         self.q = q
+        self.composite_override = composite
 
-    def composite(self):
-        return {"activation": RectifiedReLU(self.q), "conv": "gradient", "linear": "gradient", "bn": "gradient"}
+    def activation_rule(self):
+        return RectifiedReLU(self.q)
