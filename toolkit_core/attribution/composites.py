@@ -36,7 +36,7 @@ __all__ = [
 
 ACTIVATIONS = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardtanh, nn.ELU, nn.GELU, nn.SiLU, nn.Softplus, nn.Tanh,
-    nn.Sigmoid, nn.Hardswish, nn.Mish, nn.CELU, nn.SELU,
+    nn.Sigmoid, nn.Hardsigmoid, nn.Hardswish, nn.Mish, nn.CELU, nn.SELU,
 )
 POOLS = (
     nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
