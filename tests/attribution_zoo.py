@@ -7,7 +7,8 @@ docs/methods/support.md). Checks, on a copy of the model with every bias-like pa
 
 * ``lrp0_ixg``: LRP-0 equals input x gradient (ReLU networks only: elsewhere gates, LayerNorm
   scales and attention weights are held constant, so LRP is not the gradient by design);
-* ``conservation``: LRP-epsilon with epsilon -> 0 (0, with ``0/0 := 0``; float64) -- and the ``epsilon_plus_flat`` composite --
+* ``conservation``: LRP-epsilon with epsilon -> 0 (0, with ``0/0 := 0``; float64) -- and the
+  ``epsilon_plus_flat`` composite --
   give input relevance summing to the target logit within 1e-3 (relative);
 * ``gbp_fixed_point``: the GBP map equals an independent implementation of its formula (autograd with
   every ReLU's backward replaced by ``1[z > 0] max(g, 0)``), on ReLU networks.
