@@ -1,0 +1,99 @@
+"""Studies of the seed-pool plugins (issue 18) on the bundled digits; prints numbers, writes figures.
+
+    python benchmarks/seed_pool.py calibration         # reliability diagrams, docs/figures/calibration.png
+    python benchmarks/seed_pool.py feature_complexity  # docs/figures/feature_complexity.png
+
+calibration: a DigitsCNN trained for a few epochs and one trained far longer (over-confident), their
+ECE/MCE/Brier/NLL on the digits test split, and the reliability diagram of each.
+
+feature_complexity: DigitsCNNs of two widths trained on the digits; iterative feature merging at
+several tolerances (probe: 512 training images); features left per layer and the merged network's
+test accuracy (a pruning without retraining).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+FIGURES = Path(__file__).resolve().parent.parent / "docs" / "figures"
+
+
+def calibration_study() -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torchtrust_calibration import Calibration, reliability_diagram
+
+    from toolkit_core.data import load_digits
+    from toolkit_core.models import digits_model
+
+    x, y = load_digits(16, "test", seed=0).tensors
+    metric = Calibration(bins=15)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4), constrained_layout=True)
+    out = {}
+    for ax, epochs in zip(axes, (4, 60)):
+        model = digits_model(epochs=epochs)
+        probs, labels = metric.probabilities(model, (x, y))
+        out[f"epochs_{epochs}"] = metric(model, (x, y))
+        reliability_diagram(probs, labels, bins=15, ax=ax, label=f"{epochs} epochs")
+        ax.set_title(f"DigitsCNN, {epochs} epochs: ECE {out[f'epochs_{epochs}']['ece_width']:.3f}")
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    fig.savefig(FIGURES / "calibration.png", dpi=110)
+    return out
+
+
+def feature_complexity_study() -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torchtrust_feature_complexity import merge_features
+
+    from toolkit_core.data import load_digits
+    from toolkit_core.models import digits_model
+
+    xtr, ytr = load_digits(16, "train", seed=0).tensors
+    xte, yte = load_digits(16, "test", seed=0).tensors
+    tols = (1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1)
+    out: dict = {}
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.6), constrained_layout=True)
+    for width, hidden in ((8, 32), (16, 64)):
+        model = digits_model(width=width, hidden=hidden)
+        rows = []
+        for tol in tols:
+            merged, report = merge_features(model, xtr[:512], tol)
+            with torch.no_grad():
+                acc = float((merged(xte).argmax(1) == yte).float().mean())
+                acc0 = float((model(xte).argmax(1) == yte).float().mean())
+            rows.append({"tol": tol, "remaining": report.remaining, "original": report.original,
+                         "complexity": sum(report.remaining.values()) / sum(report.original.values()),
+                         "test_accuracy_merged": acc, "test_accuracy": acc0})
+        out[f"width_{width}"] = rows
+        label = f"width {width}, hidden {hidden}"
+        a1.semilogx(tols, [r["complexity"] for r in rows], "o-", label=label)
+        a2.semilogx(tols, [r["test_accuracy_merged"] for r in rows], "o-", label=label)
+    a1.set_xlabel("tolerance (relative output change)")
+    a1.set_ylabel("features left / original")
+    a2.set_xlabel("tolerance (relative output change)")
+    a2.set_ylabel("test accuracy of merged network")
+    a2.legend(loc="upper center", bbox_to_anchor=(-0.15, -0.2), ncol=2, frameon=False)
+    fig.savefig(FIGURES / "feature_complexity.png", dpi=110, bbox_inches="tight")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("study", choices=["calibration", "feature_complexity"])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    result = {"calibration": calibration_study, "feature_complexity": feature_complexity_study}[args.study]()
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
