@@ -355,3 +355,71 @@ def test_plots_write_pngs(tmp_path, digits_model):
     no_maps = cascading_randomization(model, x[:1], None, "gradient", max_blocks=1)
     with pytest.raises(ValueError, match="keep_maps=True"):
         plots.randomization_grid(no_maps, x[:1])
+
+
+@needs_gbp
+def test_convergence_injects_relevance_for_lrp_as_the_engine_does(digits_model):
+    """For LRP the injected quantity is the relevance R = r (signal r / z), as the engine's inject API."""
+    from toolkit_core.analysis._common import analysis_state, run_method
+    from toolkit_core.analysis.convergence import RelevanceInjector
+    from toolkit_core.attribution import layerwise
+    from toolkit_core.catalog import create
+
+    model, x = digits_model
+    rel = torch.randn(3, 24, generator=torch.Generator().manual_seed(0))
+    xi = x[:1].expand(3, -1, -1, -1)
+    for rule in ("lrp_epsilon", "lrp_zplus"):
+        ref = layerwise(model, xi, 0, method="lrp", rule=rule, record=None, inject={"fc": rel},
+                        inject_kind="relevance").attribution
+        with analysis_state(model), RelevanceInjector(model.fc, rel):
+            ours = run_method(create("lrp", rule=rule), model, xi, 0)
+        torch.testing.assert_close(ours, ref)
+    r = cosine_similarity_convergence(model, "lrp", x[:1], n=4)
+    assert r.quantity == "relevance"
+
+
+def test_convergence_relevance_injection_is_conserved_on_a_bias_free_linear_model():
+    """One bias-free linear layer, input x gradient (map x * c): injecting relevance r at the output gives
+    input relevance x_j sum_k w_jk r_k / z_k, whose sum is sum_k r_k (conservation)."""
+    from toolkit_core.analysis._common import analysis_state, run_method
+    from toolkit_core.analysis.convergence import RelevanceInjector
+
+    torch.manual_seed(0)
+    lin = nn.Sequential(nn.Flatten(), nn.Linear(12, 4, bias=False)).eval()
+    x = torch.rand(3, 12)
+    r = torch.randn(3, 4, generator=torch.Generator().manual_seed(1))
+    with analysis_state(lin), RelevanceInjector(lin[1], r):
+        amap = run_method("input_x_gradient", lin, x, 0)
+    z = lin(x).detach()
+    want = x * ((r / z) @ lin[1].weight.detach())
+    torch.testing.assert_close(amap.flatten(1), want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(amap.flatten(1).sum(1), r.sum(1), rtol=1e-4, atol=1e-5)
+
+
+def test_alignment_null_and_signal_references():
+    """Linear model with weights w: gradient map c = w_t, input x gradient map x * w_t. With w_t = 1 the map
+    x * 1 is x itself (alignment 1) and every permutation of |c| = 1 is c: the null is 1 too."""
+    lin = nn.Sequential(nn.Flatten(), nn.Linear(12, 1, bias=False)).eval()
+    with torch.no_grad():
+        lin[1].weight.fill_(1.0)
+    x = torch.rand(4, 12, generator=torch.Generator().manual_seed(0))
+    r = input_alignment(lin, x, 0, "input_x_gradient", layerwise=False)
+    np.testing.assert_allclose(r.per_sample, 1.0, rtol=1e-9)
+    np.testing.assert_allclose(r.null, 1.0, rtol=1e-9)
+    want_signal = F.cosine_similarity(torch.ones(4, 12, dtype=torch.float64), x.double(), dim=1)
+    np.testing.assert_allclose(r.signal, want_signal.numpy(), rtol=1e-9)
+    # a signed w: the null is the mean over permutations of cos(x * permute(|w|), x), computed directly
+    w = torch.randn(12, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        lin[1].weight.copy_(w[None])
+    r = input_alignment(lin, x, 0, "input_x_gradient", layerwise=False, n_null=5, seed=3)
+    g = torch.Generator().manual_seed(3)
+    c = w.abs().expand(4, 12)
+    total = torch.zeros(4, dtype=torch.float64)
+    for _ in range(5):
+        perm = torch.argsort(torch.rand(c.shape, generator=g), dim=1)
+        total += F.cosine_similarity((x * c.gather(1, perm)).double(), x.double(), dim=1)
+    np.testing.assert_allclose(r.null, (total / 5).numpy(), rtol=1e-9)
+    np.testing.assert_allclose(r.per_sample, F.cosine_similarity((x * w).double(), x.double(), dim=1).numpy(),
+                               rtol=1e-6)
+    assert r.quantity == "relevance" and {"signal_mean", "null_mean"} <= set(r.to_dict())

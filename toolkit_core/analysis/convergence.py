@@ -12,6 +12,13 @@ layer ``L`` (``inject_at``), back-propagate each with the method's rule, and rea
 flat or zB writes directly). Near 1: whatever relevance is injected, the rule maps it to
 (nearly) the same direction -- the explanation no longer depends on the layers above ``L``. The plain
 gradient is a linear map ``J^T r`` and stays well below 1; GBP and LRP z+ (alpha1-beta0) converge.
+
+What is injected is what the method propagates: for methods whose map is a signal ``c`` (gradient, GBP,
+deconvnet) the signal ``c_L = r``; for methods whose map is a relevance ``x * c`` (LRP, DTD, input x
+gradient, RectGrad) the *relevance* ``R_L = r``: autograd carries ``c = R / z`` there, so the injected
+signal is ``c_L = r / z_L`` with ``z_L`` the layer's output (0 where ``z_L = 0``), exactly what the
+attribution engine does with ``inject_kind="relevance"``.
+Injecting ``r`` as the signal of an LRP method would inject the relevance ``z_L * r`` instead.
 """
 
 from __future__ import annotations
@@ -80,6 +87,56 @@ class ConvergenceResult:
         return self.table()
 
 
+class RelevanceInjector(Injector):
+    """Inject relevance ``r`` at ``module``'s output for a method that carries ``c = R / z``: the signal
+    ``r / z`` (0 where ``z = 0``) replaces the incoming one (``z``: the module's output in the last forward)."""
+
+    def __init__(self, module: nn.Module, relevance: torch.Tensor):
+        self.z = None
+        super().__init__(module, relevance)
+
+    @property
+    def relevance(self) -> torch.Tensor:  # read by the backward pre-hook, after the forward pass
+        return self._signal() if self.z is not None else self.target
+
+    @relevance.setter
+    def relevance(self, value: torch.Tensor) -> None:
+        self.target = value
+
+    def __enter__(self) -> RelevanceInjector:
+        def keep(_m, _i, out):
+            self.z = out.detach() if isinstance(out, torch.Tensor) else None
+
+        self._fh = self.module.register_forward_hook(keep)
+        super().__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._fh.remove()
+        super().__exit__(*exc)
+
+    def _signal(self):
+        if self.z is None or self.z.shape != self.target.shape:
+            shape = None if self.z is None else tuple(self.z.shape)
+            raise ValueError(f"cannot inject relevance: the layer output has shape {shape}, the relevance "
+                             f"{tuple(self.target.shape)}")
+        from ..attribution.rules import stabilized_divide
+
+        return stabilized_divide(self.target.to(self.z.dtype), self.z, 0.0)
+
+
+def _method_kind(quantity: str, method: Any, model: nn.Module, x: torch.Tensor, layers: dict) -> str:
+    """``"signal"`` or ``"relevance"`` before injecting: declared by the method, else from one plain run."""
+    if quantity in ("signal", "relevance"):
+        return quantity
+    declared = getattr(method, "multiply_input", None)
+    if quantity == "auto" and isinstance(declared, bool):
+        return "relevance" if declared else "signal"
+    with Recorder(layers, root=model) as rec:
+        amap = run_method(method, model, x, 0)
+    return relevance_quantity(quantity, amap, rec, method)
+
+
 def _pairwise_abs_cos(v: torch.Tensor) -> torch.Tensor:
     v = v.flatten(1).double()
     v = v / v.norm(dim=1, keepdim=True).clamp_min(1e-300)
@@ -108,8 +165,8 @@ def cosine_similarity_convergence(
             last layer with parameters (the logits layer).
         n: number of random relevance vectors per sample (>= 2).
         seed: seed of the Gaussian draws.
-        quantity: compare the back-propagated signal ``c_l`` (``"signal"``) or the relevance ``a_l * c_l``
-            (``"relevance"``); ``"auto"`` uses the relevance for methods whose map is ``x * c(x)``.
+        quantity: inject and compare the back-propagated signal ``c_l`` (``"signal"``) or the relevance
+            ``a_l * c_l`` (``"relevance"``); ``"auto"`` uses the relevance for methods whose map is ``x * c(x)``.
     """
     check_model(model)
     x = check_input(x)
@@ -147,13 +204,14 @@ def cosine_similarity_convergence(
         g = torch.Generator().manual_seed(seed)
         meds = np.full((len(below) + 1, len(x)), np.nan)
         pooled: list[list[torch.Tensor]] = [[] for _ in range(len(below) + 1)]
+        rec_mods = {nm: mods[nm] for nm in below}
+        kind = _method_kind(quantity, m.method, model, x[:1], rec_mods)
+        inject = RelevanceInjector if kind == "relevance" else Injector
         for i in range(len(x)):
             xi = x[i : i + 1].expand(n, *x.shape[1:]).contiguous()
             r = torch.randn((n, *out_shape[1:]), generator=g).to(x.device, x.dtype)
-            rec_mods = {nm: mods[nm] for nm in below}
-            with Recorder(rec_mods, root=model) as rec, Injector(inj_mod, r) as injector:
+            with Recorder(rec_mods, root=model) as rec, inject(inj_mod, r) as injector:
                 amap = run_method(m.method, model, xi, 0)
-            kind = relevance_quantity(quantity, amap, rec, m.method)
             if not injector.fired:
                 raise RuntimeError(
                     f"{m.label}: no backward pass reached layer {inj!r}, so relevance could not be injected there; "
