@@ -127,16 +127,32 @@ def bench_paths(quick: bool) -> dict:
 # --------------------------------------------------------------------------- (b) mode coverage
 
 
-def _toy_run(mixture: str, method: str, seed: int, epochs: int, n_train: int, batch: int) -> tuple[dict, torch.Tensor]:
+#: MMC prior variants measured on the toys (``--only variants``): which code the generator should consume.
+VARIANTS = {
+    "raw arc length": {"embedding": "none", "tear": 0.0},
+    "raw arc length, no sampling across tears": {"embedding": "none"},
+    "tear-shrunk arc length": {"embedding": "none", "shrink_tears": True},
+    "sinusoidal(arc length) [default]": {},
+    "sinusoidal(tear-shrunk arc length)": {"shrink_tears": True},
+    "Laplacian codes, dim 2": {"dim": 2, "embedding": "none"},
+    "Laplacian codes, dim 4": {"dim": 4, "embedding": "none"},
+}
+
+
+def _toy_run(mixture: str, method: str, seed: int, epochs: int, n_train: int, batch: int,
+             prior_kw: dict | None = None) -> tuple[dict, torch.Tensor]:
+    """One GAN (gaussian prior, no pairing) or MMCGAN (mmc prior with ``prior_kw``, pairing mu = 1, one
+    noise dimension) run; the same generator/discriminator MLPs and step budget for both."""
     data = ring8 if mixture == "ring" else grid25
     x, _ = data(n_train, seed=1000 + seed)
     torch.manual_seed(seed)
     hidden = 128
-    G, D = MLP((2, hidden, hidden, 2)), MLP((2, hidden, hidden, 1))
     if method == "GAN":
         prior, pair, noise = tt.create("gaussian", dim=2, seed=seed), 0.0, 0
     else:
-        prior, pair, noise = tt.create("mmc", dim=1, seed=seed), 1.0, 1
+        prior, pair, noise = tt.create("mmc", seed=seed, **(prior_kw or {})), 1.0, 1
+        prior.fit(x)
+    G, D = MLP((prior.dim + noise, hidden, hidden, 2)), MLP((2, hidden, hidden, 1))
     train_gan(G, D, x, prior, epochs=epochs, pair_weight=pair, noise_dim=noise, batch_size=batch, lr=1e-3,
               seed=seed, progress=False)
     G.eval()
@@ -146,32 +162,82 @@ def _toy_run(mixture: str, method: str, seed: int, epochs: int, n_train: int, ba
     return {k: st[k] for k in ("modes_captured", "high_quality_fraction", "reverse_kl")}, s
 
 
-def bench_modes(quick: bool, seeds: int | None = None) -> dict:
-    """5000 generator steps per run in the full version (2500 points, batch 100, 200 epochs): measured
-    on this machine, fewer steps leave the generators far from the narrow modes."""
+def bench_variants(quick: bool, seeds: int | None = None) -> dict:
+    """Each MMC code variant on ring and grid, same networks and budget as (b); a few seeds."""
+    seeds = seeds or (1 if quick else 3)
+    epochs, batch = (20, 250) if quick else (200, 100)
+    out: dict = {"seeds": seeds, "epochs": epochs, "batch": batch, "rows": {}}
+    for mixture in ("grid", "ring"):
+        for label, kw in VARIANTS.items():
+            t = time.perf_counter()
+            rows = [_toy_run(mixture, "MMCGAN", s, epochs, 2500, batch, kw)[0] for s in range(seeds)]
+            arr = np.array([[r["modes_captured"], 100 * r["high_quality_fraction"], r["reverse_kl"]] for r in rows])
+            out["rows"][f"{mixture}/{label}"] = {"mean": arr.mean(0).tolist(), "std": arr.std(0).tolist(),
+                                                 "per_seed": arr.tolist(), "params": kw}
+            m = arr.mean(0)
+            print(f"[variants] {mixture} {label}: modes {m[0]:.1f}, HQ {m[1]:.1f}%, rKL {m[2]:.3f} "
+                  f"({time.perf_counter() - t:.0f}s)", flush=True)
+    return out
+
+
+def bench_modes(quick: bool, seeds: int | None = None, runs_file: str | None = None, seed_start: int = 0,
+                aggregate_only: bool = False) -> dict:
+    """GAN vs MMCGAN, PacGAN protocol: 5000 generator steps per run in the full version (2500 points, batch
+    100, 200 epochs), the same networks and budget for both. Seeds run outermost, so a run cut short still
+    covers every (mixture, method) cell evenly.
+
+    ``runs_file``: a JSON-lines file every finished run is appended to; runs already in it are skipped
+    (resume, or several processes on disjoint ``seed_start`` ranges); the aggregate uses every run in it
+    with seed < ``seeds``. ``aggregate_only``: train nothing, aggregate the file."""
     seeds = seeds or (2 if quick else 10)
     epochs = 20 if quick else 200
     batch = 250 if quick else 100
+    done: dict[tuple, dict] = {}
+    if runs_file and Path(runs_file).exists():
+        for line in Path(runs_file).read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                done[(r["mixture"], r["method"], r["seed"])] = r
+    cells = [(m, g) for m in ("ring", "grid") for g in ("GAN", "MMCGAN")]
+    for seed in range(seed_start, seeds):
+        for mixture, method in cells:
+            if aggregate_only or (mixture, method, seed) in done:
+                continue
+            t = time.perf_counter()
+            r, s = _toy_run(mixture, method, seed, epochs, 2500, batch)
+            row = {"mixture": mixture, "method": method, "seed": seed, "epochs": epochs, "batch": batch,
+                   "modes_captured": int(r["modes_captured"]),
+                   "high_quality_fraction": float(r["high_quality_fraction"]),
+                   "reverse_kl": float(r["reverse_kl"]), "time_s": time.perf_counter() - t}
+            if seed == 0:
+                row["samples"] = np.round(s.numpy(), 4).tolist()
+            done[(mixture, method, seed)] = row
+            if runs_file:
+                with open(runs_file, "a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+            print(f"[modes] seed {seed} {mixture} {method}: {row['modes_captured']} modes, "
+                  f"HQ {100 * row['high_quality_fraction']:.1f}%, rKL {row['reverse_kl']:.3f} ({row['time_s']:.0f}s)",
+                  flush=True)
     results: dict = {"seeds": seeds, "epochs": epochs, "n_train": 2500, "batch": batch}
     examples = {}
-    for mixture in ("ring", "grid"):
-        for method in ("GAN", "MMCGAN"):
-            rows = []
-            t = time.perf_counter()
-            for seed in range(seeds):
-                r, s = _toy_run(mixture, method, seed, epochs, 2500, batch)
-                rows.append(r)
-                if seed == 0:
-                    examples[(mixture, method)] = s
-            arr = np.array([[r["modes_captured"], 100 * r["high_quality_fraction"], r["reverse_kl"]] for r in rows])
-            results[f"{mixture}/{method}"] = {
-                "mean": arr.mean(0).tolist(), "std": arr.std(0).tolist(), "per_seed": arr.tolist(),
-                "all_modes_every_seed": bool((arr[:, 0] == (8 if mixture == "ring" else 25)).all()),
-                "time_s": time.perf_counter() - t,
-            }
-            m, sd = arr.mean(0), arr.std(0)
-            print(f"[modes] {mixture} {method}: modes {m[0]:.1f}±{sd[0]:.1f}, HQ {m[1]:.1f}±{sd[1]:.1f}%, "
-                  f"rKL {m[2]:.3f}±{sd[2]:.3f} ({time.perf_counter() - t:.0f}s)", flush=True)
+    for mixture, method in cells:
+        rows = [done[k] for k in sorted(done) if k[0] == mixture and k[1] == method and k[2] < seeds]
+        if not rows:
+            continue
+        if any(r["seed"] == 0 and "samples" in r for r in rows):
+            examples[(mixture, method)] = torch.tensor(next(r["samples"] for r in rows if r["seed"] == 0))
+        arr = np.array([[r["modes_captured"], 100 * r["high_quality_fraction"], r["reverse_kl"]] for r in rows])
+        k = 8 if mixture == "ring" else 25
+        results[f"{mixture}/{method}"] = {
+            "mean": arr.mean(0).tolist(), "std": arr.std(0).tolist(), "per_seed": arr.tolist(),
+            "n_seeds": len(rows), "seeds_all_modes": int((arr[:, 0] == k).sum()),
+            "all_modes_every_seed": bool((arr[:, 0] == k).all()),
+            "time_s": float(sum(r["time_s"] for r in rows)),
+        }
+        m, sd = arr.mean(0), arr.std(0)
+        print(f"[modes] {mixture} {method} ({len(rows)} seeds): modes {m[0]:.1f}±{sd[0]:.1f}, "
+              f"HQ {m[1]:.1f}±{sd[1]:.1f}%, rKL {m[2]:.3f}±{sd[2]:.3f}; all {k} modes on "
+              f"{int((arr[:, 0] == k).sum())}/{len(rows)} seeds", flush=True)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -181,6 +247,9 @@ def bench_modes(quick: bool, seeds: int | None = None) -> dict:
     for i, mixture in enumerate(("ring", "grid")):
         modes, std = mixture_spec(mixture)
         for j, method in enumerate(("GAN", "MMCGAN")):
+            if (mixture, method) not in examples:
+                ax[i, j].axis("off")
+                continue
             s = examples[(mixture, method)].numpy()
             a = ax[i, j]
             a.scatter(s[:, 0], s[:, 1], s=2, alpha=0.4, color="tab:blue")
@@ -389,8 +458,13 @@ def write_report(res: dict, quick: bool, cmd: str) -> None:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes, few seeds/epochs")
-    ap.add_argument("--only", choices=["paths", "modes", "digits", "figures"], action="append")
+    ap.add_argument("--only", choices=["paths", "modes", "digits", "figures", "variants"], action="append")
     ap.add_argument("--seeds", type=int, default=None, help="seeds for (b) (default: 10, quick: 2)")
+    ap.add_argument("--runs-file", default=None, help="(b): JSON-lines file of finished runs (resume / parallel)")
+    ap.add_argument("--seed-start", type=int, default=0, help="(b): first seed this process trains")
+    ap.add_argument("--aggregate-only", action="store_true", help="(b): only aggregate --runs-file")
+    ap.add_argument("--no-report", action="store_true", help="train and append to --runs-file, write no report")
+    ap.add_argument("--variant-seeds", type=int, default=None, help="seeds per MMC code variant (default 3)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # tiny MLPs: one thread is as fast idle and much faster on a shared machine
     FIG.mkdir(parents=True, exist_ok=True)
@@ -401,15 +475,19 @@ def main(argv: list[str] | None = None) -> dict:
         doc_figures()
     if "paths" in parts:
         res["paths"] = bench_paths(args.quick)
+    if "variants" in parts:
+        res["variants"] = bench_variants(args.quick, args.variant_seeds)
     if "modes" in parts:
-        res["modes"] = bench_modes(args.quick, args.seeds)
+        res["modes"] = bench_modes(args.quick, args.seeds, args.runs_file, args.seed_start, args.aggregate_only)
     if "digits" in parts:
         res["digits"] = bench_digits(args.quick)
     res["total_s"] = time.perf_counter() - t
+    if args.no_report:
+        return res
     previous = ROOT / "docs" / "results" / ("priors_quick.json" if args.quick else "priors.json")
     if args.only and previous.exists():  # keep the parts this run did not recompute
         for part, value in json.loads(previous.read_text()).items():
-            if part in ("paths", "modes", "digits") and part not in res:
+            if part in ("paths", "modes", "digits", "variants") and part not in res:
                 res[part] = value
     write_report(res, args.quick, "python benchmarks/priors.py" + (" --quick" if args.quick else "")
                  + "".join(f" --only {p}" for p in (args.only or [])))

@@ -79,6 +79,10 @@ def test_frechet_distance_formula():
     assert frechet_distance(a, b, features=lambda t: 3 * t) == pytest.approx(9 * frechet_distance(a, b), rel=1e-6)
 
 
+def _mmc():
+    return tt.create("mmc", dim=1, kicks=0, embedding="none")  # the raw 1-D code: tiny nets take 1 + noise inputs
+
+
 def _tiny(seed=0):
     torch.manual_seed(seed)
     return MLP((2, 16, 2)), MLP((2, 16, 1))
@@ -87,13 +91,13 @@ def _tiny(seed=0):
 def test_train_gan_resume_equals_uninterrupted(tmp_path):
     x, _ = ring8(96, seed=0)
     G, D = _tiny()
-    full = train_gan(G, D, x, tt.create("mmc", dim=1, kicks=0), epochs=3, pair_weight=1.0, noise_dim=1,
+    full = train_gan(G, D, x, _mmc(), epochs=3, pair_weight=1.0, noise_dim=1,
                      batch_size=32, seed=0, progress=False)
     G2, D2 = _tiny()
-    train_gan(G2, D2, x, tt.create("mmc", dim=1, kicks=0), epochs=2, pair_weight=1.0, noise_dim=1,
+    train_gan(G2, D2, x, _mmc(), epochs=2, pair_weight=1.0, noise_dim=1,
               batch_size=32, seed=0, progress=False, checkpoint_dir=tmp_path)
     G3, D3 = _tiny(seed=5)  # different init: everything must come from the checkpoint
-    resumed = train_gan(G3, D3, x, tt.create("mmc", dim=1, kicks=0), epochs=3, pair_weight=1.0, noise_dim=1,
+    resumed = train_gan(G3, D3, x, _mmc(), epochs=3, pair_weight=1.0, noise_dim=1,
                         batch_size=32, seed=0, progress=False, checkpoint_dir=tmp_path, resume=True)
     for a, b in zip(G.state_dict().values(), G3.state_dict().values()):
         assert torch.equal(a, b)
@@ -107,10 +111,34 @@ def test_train_gan_resume_equals_uninterrupted(tmp_path):
 def test_train_gan_pairing_fits_the_codes():
     """With only the pairing term active (lr on D = irrelevant, mu large), G(c_i, 0) approaches x_i."""
     x, _ = ring8(64, seed=1)
-    G, D = MLP((1, 64, 64, 2)), MLP((2, 16, 1))
-    prior = tt.create("mmc", dim=1, kicks=0)
+    prior = tt.create("mmc", dim=1, kicks=0)  # sinusoidal code features: 14 generator inputs
+    G, D = MLP((prior.dim, 64, 64, 2)), MLP((2, 16, 1))
     h = train_gan(G, D, x, prior, epochs=60, pair_weight=50.0, batch_size=64, lr=3e-3, progress=False)
     assert h.epochs[-1]["pair_loss"] < 0.25 * h.epochs[0]["pair_loss"]
+
+
+def test_train_gan_pairing_samples_the_noise_dimensions():
+    """The pairing term feeds G([c_i, n_i]) with n_i ~ N(0, 1), not the noise fixed at 0."""
+    x, _ = ring8(64, seed=2)
+    prior = tt.create("mmc", dim=1, kicks=0).fit(x)
+    seen = []
+
+    class Recording(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = MLP((prior.dim + 1, 8, 2))
+
+        def forward(self, z):
+            seen.append(z.detach().clone())
+            return self.net(z)
+
+    train_gan(Recording(), MLP((2, 8, 1)), x, prior, epochs=2, pair_weight=1.0, noise_dim=1, batch_size=32,
+              progress=False)
+    codes = prior.codes
+    paired = [z for z in seen if (z[:, None, :-1] == codes[None]).all(-1).any(1).all()]  # rows are exact codes
+    assert len(paired) == 4  # 2 epochs x 2 batches
+    noise = torch.cat([z[:, -1] for z in paired])
+    assert noise.abs().min() > 0 and 0.6 < float(noise.std()) < 1.5
 
 
 def test_train_gan_bad_input():
@@ -145,14 +173,15 @@ GAN_DDP_WORKER = textwrap.dedent(
         kw = dict(pair_weight=1.0, noise_dim=1, batch_size=32, seed=0, progress=False, device="cpu")
         env(ports[0])
         G, D = nets(rank)  # different inits per rank: rank 0's weights must be broadcast
-        hist = train_gan(G, D, x, tt.create("mmc", dim=1, kicks=0), epochs=2,
+        hist = train_gan(G, D, x, tt.create("mmc", dim=1, kicks=0, embedding="none"), epochs=2,
                          checkpoint_dir=os.path.join(out, "full"), **kw)
         env(ports[1])
         G2, D2 = nets(rank)
-        train_gan(G2, D2, x, tt.create("mmc", dim=1, kicks=0), epochs=1, checkpoint_dir=os.path.join(out, "part"), **kw)
+        train_gan(G2, D2, x, tt.create("mmc", dim=1, kicks=0, embedding="none"), epochs=1,
+                  checkpoint_dir=os.path.join(out, "part"), **kw)
         env(ports[2])
         G3, D3 = nets(10 + rank)  # everything must come from the checkpoint
-        resumed = train_gan(G3, D3, x, tt.create("mmc", dim=1, kicks=0), epochs=2, resume=True,
+        resumed = train_gan(G3, D3, x, tt.create("mmc", dim=1, kicks=0, embedding="none"), epochs=2, resume=True,
                             checkpoint_dir=os.path.join(out, "part"), **kw)
         torch.save({"full": (G.state_dict(), D.state_dict()), "resumed": (G3.state_dict(), D3.state_dict()),
                     "hist": [e["d_loss"] for e in hist.epochs], "hist_resumed": [e["d_loss"] for e in resumed.epochs]},
@@ -160,7 +189,7 @@ GAN_DDP_WORKER = textwrap.dedent(
 
     if __name__ == "__main__":
         x, _ = ring8(96, seed=0)
-        tt.create("mmc", dim=1, kicks=0).fit(x)  # compile the path solver once, before the fork
+        tt.create("mmc", dim=1, kicks=0, embedding="none").fit(x)  # compile the path solver once, before the fork
         ports = [int(p) for p in sys.argv[2:5]]
         mp.start_processes(run, args=(sys.argv[1], ports, x), nprocs=2, start_method="fork")
     """

@@ -2,11 +2,13 @@
 
 One generator step on a batch of training points ``x_i`` (indices ``i``) minimizes
 
-    L_G = E_z[ softplus(-D(G(z))) ]  +  mu * mean_i |G([c_i, 0]) - x_i|^2,    z = [prior.sample(), noise]
+    L_G = E_z[ softplus(-D(G(z))) ]  +  mu * mean_i |G([c_i, n_i]) - x_i|^2,    z = [prior.sample(), noise]
 
 (the non-saturating GAN loss of Goodfellow et al. 2014, arXiv:1406.2661, plus, when ``pair_weight = mu > 0``,
 the MMCGAN pairing term: every training point has its own code ``c_i = prior.codes[i]``, so no mode can
-be dropped; Zheng, Sang & Xu, MMCGAN). The discriminator step minimizes
+be dropped; Zheng, Sang & Xu, MMCGAN). The pairing samples the noise dimensions too, ``n_i ~ N(0, I)``,
+so every noise value is tied to the data (pairing at ``n = 0`` only would leave the noise unconstrained).
+The discriminator step minimizes
 ``softplus(-D(x)) + softplus(D(G(z)))``. ``prior = gaussian`` and ``pair_weight = 0`` is the plain GAN.
 
 Checkpoints: ``<checkpoint_dir>/gan_last.pt`` after every epoch, written atomically (temporary file +
@@ -224,7 +226,7 @@ def train_gan(
                 if pair_weight > 0:
                     c = codes_dev[ib.to(dev)]
                     if noise_dim:
-                        c = torch.cat([c, torch.zeros(b, noise_dim, device=dev)], dim=1)
+                        c = torch.cat([c, torch.randn(b, noise_dim).to(dev)], dim=1)
                     pair = (generator(c) - xb).flatten(1).pow(2).sum(1).mean()
                     loss = loss + pair_weight * pair
                 opt_g.zero_grad(set_to_none=True)

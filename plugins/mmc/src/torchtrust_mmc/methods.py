@@ -14,8 +14,13 @@ describe MMC as "the general case of the shortest Hamiltonian path problem" that
    symmetric ``knn``-nearest-neighbour edges, ``W_ij = exp(-|x_i - x_j|^2 / (2 s^2))`` with ``s`` the
    median edge length; each eigenvector standardized (sign fixed so that its largest-magnitude entry is
    positive).
-3. ``sample(n)``: a uniformly random path edge ``(path[j], path[j+1])``, ``u ~ U(0, 1)``,
-   ``z = (1 - u) c_{path[j]} + u c_{path[j+1]} + sigma * N(0, I)``.
+3. ``sample(n)``: a uniformly random path edge ``(path[j], path[j+1])`` that is not a *tear* (longer than
+   ``tear`` x the 90th percentile of the edge lengths), ``u ~ U(0, 1)``,
+   ``c = (1 - u) c_{path[j]} + u c_{path[j+1]} + sigma N(0, I)``.
+4. The generator consumes ``embed(c)``: sinusoidal features ``[sin 2^k c, cos 2^k c]``, ``k = 0..6``
+   (default), or the raw code. Revised 2026-11-29: with the raw 1-D code, the jumps between modes take
+   most of the arc length, so each mode owns a tiny code interval and the generator must be a steep
+   staircase a small MLP cannot fit; the embedding makes that map easy (see docs/methods/mmc.md).
 """
 
 from __future__ import annotations
@@ -104,13 +109,43 @@ def laplacian_codes(
     return _standardize(codes)
 
 
+def sinusoidal_embedding(c: Tensor, frequencies: int) -> Tensor:
+    """``[sin(2^k c), cos(2^k c)]`` for ``k = 0..frequencies-1``, per code dimension: ``(n, 2 F d)``.
+
+    Column order: for code dimension ``j``, ``sin(2^0 c_j) .. sin(2^{F-1} c_j), cos(2^0 c_j) .. cos(2^{F-1} c_j)``.
+    """
+    scales = 2.0 ** torch.arange(frequencies, dtype=c.dtype, device=c.device)
+    arg = c[:, :, None] * scales  # (n, d, F)
+    return torch.cat([arg.sin(), arg.cos()], dim=2).reshape(len(c), -1)
+
+
+def tear_edges(lengths: np.ndarray, factor: float) -> np.ndarray:
+    """Boolean mask of the path edges longer than ``factor`` x the 90th percentile of the edge lengths
+    (``factor <= 0``: none). The percentile, not the median, so that the sparse tail inside one piece of the
+    data (a Gaussian's outskirts) is not taken for a jump between pieces."""
+    if factor <= 0 or len(lengths) == 0:
+        return np.zeros(len(lengths), dtype=bool)
+    q = float(np.quantile(lengths, 0.9))
+    return lengths > factor * q if q > 0 else lengths > 0
+
+
 class MMC(Prior):
     """Minimum Manifold Coding prior (operational definition, see the module docstring).
 
     ``dim``: code dimension (1: standardized arc length; > 1: Laplacian eigenvector codes);
-    ``sigma``: std of the Gaussian noise added by ``sample``; ``knn``: neighbour-list size of the path
-    solver and of the Laplacian graph; ``kicks``: iterated-local-search kicks of the solver (``-1``:
-    its default ``min(20 N, 200000)``); ``seed``: solver seed.
+    ``embedding``: what the generator consumes -- ``"sinusoidal"`` (default): ``[sin 2^k c, cos 2^k c]``,
+    ``k = 0..frequencies-1``, per code dimension, so ``prior.dim = 2 * frequencies * dim``; ``"none"``: the
+    raw code (``prior.dim = dim``). ``tear``: a path edge longer than ``tear`` x the 90th percentile of the
+    edge lengths is a
+    *tear* (a jump between separate pieces of the data manifold, e.g. two modes); ``sample`` never
+    interpolates across a tear (0: no tears). ``shrink_tears``: in the 1-D arc length a tear counts as one
+    median edge instead of its length, so each piece's code interval is proportional to its own length.
+    ``sigma``: std of the Gaussian noise added to sampled raw codes; ``knn``: neighbour-list size of the
+    path solver and of the Laplacian graph; ``kicks``: iterated-local-search kicks of the solver (``-1``:
+    its default); ``seed``: solver seed.
+
+    Attributes after ``fit``: ``raw_codes`` ``(N, code_dim)``, ``codes`` = embedded raw codes ``(N, dim)``
+    (what pairing uses), ``path``, ``tears`` (bool per path edge).
     """
 
     name = "mmc"
@@ -118,24 +153,56 @@ class MMC(Prior):
     citation = "G. Zheng, J. Sang, C. Xu: MMCGAN, explicit manifold learning as prior for GANs"
     kernels = ("torchtrust_mmc::knn",)
 
-    def __init__(self, dim: int = 1, sigma: float = 0.0, knn: int = 10, kicks: int = -1, seed: int = 0):
+    def __init__(self, dim: int = 1, sigma: float = 0.0, knn: int = 10, kicks: int = -1, seed: int = 0,
+                 embedding: str = "sinusoidal", frequencies: int = 7, tear: float = 10.0,
+                 shrink_tears: bool = False):
         if not isinstance(dim, int) or dim < 1:
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
         if sigma < 0:
             raise ValueError(f"sigma must be >= 0, got {sigma}")
         if knn < 1:
             raise ValueError(f"knn must be >= 1, got {knn}")
-        self.dim = dim
+        if embedding not in ("sinusoidal", "none"):
+            raise ValueError(f"embedding must be 'sinusoidal' or 'none', got {embedding!r}")
+        if not isinstance(frequencies, int) or frequencies < 1:
+            raise ValueError(f"frequencies must be a positive integer, got {frequencies!r}")
+        if tear < 0:
+            raise ValueError(f"tear must be >= 0 (0: no tears), got {tear}")
+        self.code_dim = dim
         self.sigma = float(sigma)
         self.knn = knn
         self.kicks = kicks
         self.seed = seed
+        self.embedding = embedding
+        self.frequencies = frequencies
+        self.tear = float(tear)
+        self.shrink_tears = bool(shrink_tears)
+        self.raw_codes: Tensor | None = None
         self.codes: Tensor | None = None
         self.path: Tensor | None = None
+        self.tears: Tensor | None = None
+
+    @property
+    def dim(self) -> int:
+        """Width of what ``sample`` returns and the generator consumes."""
+        return self.code_dim * (2 * self.frequencies if self.embedding == "sinusoidal" else 1)
+
+    def __repr__(self) -> str:
+        args = []
+        for p in self.info.parameters:
+            value = self.code_dim if p.name == "dim" else vars(self).get(p.name, p.default)
+            if p.required or value != p.default:
+                args.append(f"{p.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(args)})"
 
     @classmethod
     def contract_params(cls) -> dict:
         return {"kicks": 0}
+
+    def embed(self, raw: Tensor) -> Tensor:
+        """The generator's input for raw codes ``(n, code_dim)``."""
+        raw = torch.as_tensor(raw, dtype=torch.float32)
+        return sinusoidal_embedding(raw, self.frequencies) if self.embedding == "sinusoidal" else raw
 
     def fit(self, X, features=None) -> MMC:
         """Fit on training points ``X``; the path is computed on ``features`` (N, F) when given."""
@@ -147,33 +214,52 @@ class MMC(Prior):
         n = len(pts)
         kicks = min(n, 20_000) if self.kicks < 0 else self.kicks
         path, nbr, _ = shortest_path(pts, k=self.knn, kicks=kicks, seed=self.seed, return_graph=True)
-        if self.dim == 1:
-            steps = np.linalg.norm(np.diff(pts[path], axis=0), axis=1)
+        steps = np.linalg.norm(np.diff(pts[path], axis=0), axis=1)
+        tears = tear_edges(steps, self.tear)
+        if self.code_dim == 1:
+            if self.shrink_tears and tears.any():
+                steps = np.where(tears, np.median(steps), steps)
             t = np.concatenate([[0.0], np.cumsum(steps)])
             codes = np.empty((n, 1))
             codes[path, 0] = _standardize(t[:, None])[:, 0]
         else:
-            codes = laplacian_codes(pts, path, self.dim, self.knn, nbr)
+            codes = laplacian_codes(pts, path, self.code_dim, self.knn, nbr)
         self.path = torch.as_tensor(path, dtype=torch.long)
-        self.codes = torch.as_tensor(codes, dtype=torch.float32)
+        self.tears = torch.as_tensor(tears, dtype=torch.bool)
+        self.raw_codes = torch.as_tensor(codes, dtype=torch.float32)
+        self.codes = self.embed(self.raw_codes)
         return self
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` codes interpolated uniformly along random path edges (plus ``sigma`` noise)."""
-        if self.codes is None or self.path is None:
+    def sample_raw(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` raw codes interpolated uniformly along random path edges that are not tears (plus noise)."""
+        if self.raw_codes is None or self.path is None:
             raise RuntimeError("call fit(X) before sample(n): the MMC prior samples along the fitted path")
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
-        e = torch.randint(len(self.path) - 1, (n,), generator=generator)
-        u = torch.rand(n, 1, generator=generator)
-        a, b = self.codes[self.path[e]], self.codes[self.path[e + 1]]
-        z = (1 - u) * a + u * b
+        tears = self.tears if self.tears is not None else torch.zeros(len(self.path) - 1, dtype=torch.bool)
+        edges = torch.nonzero(~tears).flatten()
+        if len(edges) == 0:  # every edge is a tear: sample the training points' codes themselves
+            idx = torch.randint(len(self.raw_codes), (n,), generator=generator)
+            z = self.raw_codes[idx]
+        else:
+            e = edges[torch.randint(len(edges), (n,), generator=generator)]
+            u = torch.rand(n, 1, generator=generator)
+            a, b = self.raw_codes[self.path[e]], self.raw_codes[self.path[e + 1]]
+            z = (1 - u) * a + u * b
         if self.sigma > 0:
-            z = z + self.sigma * torch.randn(n, self.dim, generator=generator)
+            z = z + self.sigma * torch.randn(n, self.code_dim, generator=generator)
         return z
 
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``embed(sample_raw(n))``: ``(n, dim)`` latents for the generator."""
+        return self.embed(self.sample_raw(n, generator))
+
     def state_dict(self) -> dict:
-        return {"codes": self.codes, "path": self.path}
+        return {"raw_codes": self.raw_codes, "codes": self.codes, "path": self.path, "tears": self.tears}
 
     def load_state_dict(self, state: dict) -> None:
-        self.codes, self.path = state["codes"], state["path"]
+        self.raw_codes, self.codes, self.path = state.get("raw_codes"), state["codes"], state["path"]
+        self.tears = state.get("tears")
+        if self.raw_codes is None:  # a checkpoint from before the embedding: its codes are raw
+            self.raw_codes = self.codes
+            self.codes = self.embed(self.raw_codes)
