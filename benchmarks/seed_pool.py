@@ -61,7 +61,7 @@ def feature_complexity_study() -> dict:
     xte, yte = load_digits(16, "test", seed=0).tensors
     tols = (1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1)
     out: dict = {}
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.6), constrained_layout=True)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 4), layout="constrained")
     for width, hidden in ((8, 32), (16, 64)):
         model = digits_model(width=width, hidden=hidden)
         rows = []
@@ -81,8 +81,8 @@ def feature_complexity_study() -> dict:
     a1.set_ylabel("features left / original")
     a2.set_xlabel("tolerance (relative output change)")
     a2.set_ylabel("test accuracy of merged network")
-    a2.legend(loc="upper center", bbox_to_anchor=(-0.15, -0.2), ncol=2, frameon=False)
-    fig.savefig(FIGURES / "feature_complexity.png", dpi=110, bbox_inches="tight")
+    fig.legend(*a1.get_legend_handles_labels(), loc="outside lower center", ncol=2, frameon=False)
+    fig.savefig(FIGURES / "feature_complexity.png", dpi=110)
     return out
 
 
