@@ -34,7 +34,7 @@ def slab_edges(k: int, gamma: float) -> Tensor:
         raise ValueError(f"k must be a positive odd number of slabs, got {k}")
     width = (2 - (k - 1) * 2 * gamma) / k
     if width <= 0:
-        raise ValueError(f"gamma={gamma} leaves no room for {k} slabs in [-1, 1]; use gamma < {1 / (k - 1) if k > 1 else 1}")
+        raise ValueError(f"gamma={gamma} leaves no room for {k} slabs in [-1, 1]; use gamma < {1 / (k - 1)}")
     lo = -1 + torch.arange(k, dtype=torch.float64) * (width + 2 * gamma)
     return torch.stack([lo, lo + width], 1)
 
