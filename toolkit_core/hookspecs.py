@@ -185,6 +185,43 @@ def torchtrust_register_metrics(register: Register) -> None:
     """
 
 
+
+@hookspec
+def torchtrust_register_datasets(register: Register) -> None:
+    """Register data sets (kind ``dataset``).
+
+    Classes subclass :class:`toolkit_core.methods.DataSource`. An instance declares, after
+    ``__init__``, ``input_shape`` (one sample's shape), ``num_classes`` and ``value_range`` (the
+    ``(low, high)`` bounds every input lies in), and implements ``loaders(batch_size, seed) ->
+    (train, test)``: two ``DataLoader`` objects yielding ``(x, y)`` batches with ``x`` of shape
+    ``(B, *input_shape)`` inside ``value_range`` and ``y`` class indices in ``0..num_classes-1``. The
+    data is made or read locally: nothing is downloaded. The same ``seed`` gives the same data.
+
+    Example::
+
+        class Blobs(DataSource):
+            name = "blobs"
+            summary = "Two Gaussian blobs in the plane."
+            citation = "doi:10.5555/1953048.2078195"
+
+            def __init__(self, n: int = 1000):
+                self.n = n
+                self.input_shape, self.num_classes, self.value_range = (2,), 2, (-10.0, 10.0)
+
+            def loaders(self, batch_size=256, seed=0):
+                g = torch.Generator().manual_seed(seed)
+                y = torch.randint(2, (self.n,), generator=g)
+                x = (torch.randn(self.n, 2, generator=g) + 3 * y[:, None]).clamp(-10, 10)
+                half = self.n // 2
+                train = TensorDataset(x[:half], y[:half])
+                test = TensorDataset(x[half:], y[half:])
+                return DataLoader(train, batch_size, shuffle=True), DataLoader(test, batch_size)
+
+        @hookimpl
+        def torchtrust_register_datasets(register):
+            register(Blobs)
+    """
+
 #: Kind name -> hook name, derived from the table of kinds (:mod:`toolkit_core.kinds`).
 KIND_HOOKS: dict[str, str] = {k.name: k.hook for k in _KIND_TABLE}
 KINDS: tuple[str, ...] = KIND_NAMES

@@ -46,6 +46,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("defense", "torchtrust_register_defenses", "Defense", "defenses", "defense", "_check_defense"),
     Kind("prior", "torchtrust_register_priors", "Prior", "priors", "prior", "_check_prior"),
     Kind("metric", "torchtrust_register_metrics", "Metric", "metrics", "metric", "_check_metric"),
+    Kind("dataset", "torchtrust_register_datasets", "DataSource", None, "dataset", "_check_dataset"),
 )
 
 #: The kind names, in table order.

@@ -352,5 +352,22 @@ class Metric(Method):
         return self.compute(model, data)
 
 
+
+class DataSource(Method):
+    """A data set: ``loaders(batch_size, seed) -> (train, test)`` DataLoaders of ``(x, y)`` batches.
+
+    An instance sets ``input_shape`` (one sample), ``num_classes`` and ``value_range`` (``(low, high)``
+    bounds of every input) in ``__init__``, since they may depend on its parameters. ``x`` batches have
+    shape ``(B, *input_shape)`` and lie in ``value_range``; ``y`` holds class indices. Same seed, same data.
+    """
+
+    kind: ClassVar[str] = "dataset"
+    input_shape: tuple[int, ...]
+    num_classes: int
+    value_range: tuple[float, float]
+
+    def loaders(self, batch_size: int = 256, seed: int = 0):  # pragma: no cover - abstract
+        raise NotImplementedError
+
 #: Kind name -> base class, derived from the table of kinds (:mod:`toolkit_core.kinds`).
 BASES: dict[str, type[Method]] = {k.name: globals()[k.base] for k in KINDS}

@@ -170,6 +170,21 @@ def _check_metric(metric) -> None:
     snap.assert_unchanged(model)
 
 
+
+def _check_dataset(source) -> None:
+    shape, classes, (low, high) = tuple(source.input_shape), int(source.num_classes), source.value_range
+    assert classes >= 2 and low < high, f"{source.name}: num_classes >= 2 and value_range (low, high) with low < high"
+    for split, loader in zip(("train", "test"), source.loaders(batch_size=16, seed=0)):
+        x, y = next(iter(loader))
+        assert x.shape[1:] == shape, f"{source.name}: {split} x has shape {tuple(x.shape)}, input_shape {shape}"
+        assert x.is_floating_point() and torch.isfinite(x).all(), f"{source.name}: {split} x must be finite floats"
+        assert bool(((x >= low) & (x <= high)).all()), f"{source.name}: {split} x outside value_range"
+        assert y.shape == (len(x),) and not y.is_floating_point(), f"{source.name}: {split} y must be class indices"
+        assert bool(((y >= 0) & (y < classes)).all()), f"{source.name}: {split} y outside 0..{classes - 1}"
+    again = next(iter(source.loaders(batch_size=16, seed=0)[1]))[0]
+    assert torch.equal(again, next(iter(source.loaders(batch_size=16, seed=0)[1]))[0]), (
+        f"{source.name}: the same seed must give the same data")
+
 # --------------------------------------------------------------------------- kernels
 
 _KERNEL_SCRIPT = textwrap.dedent(

@@ -80,3 +80,22 @@ def test_mlp_trained_on_lms5_relies_on_the_linear_coordinate_only():
     assert r["accuracy"] >= 0.99
     assert abs(r["accuracy_L_randomized"] - 0.5) < 0.05
     assert r["accuracy_S_randomized"] >= 0.98
+
+
+def test_dataset_contract_and_loaders():
+    from toolkit_core.catalog import create, get_info
+    from toolkit_core.testing import check_method
+
+    check_method("lms", train_size=64, test_size=32, dim=6)
+    assert get_info("lms").provider == "torchtrust-lms"
+    source = create("lms", dim=6, train_size=100, test_size=40)
+    train, test = source.loaders(batch_size=50, seed=0)
+    assert sum(len(y) for _, y in train) == 100 and sum(len(y) for _, y in test) == 40
+    xtr, _ = source.tensors("train")
+    xte, _ = source.tensors("test")
+    assert not torch.equal(xtr[:40], xte)  # different draws for train and test
+    rotated = create("lms", dim=6, rotate=True, train_size=64)
+    x, _ = rotated.tensors("train")
+    assert float(x.abs().max()) <= rotated.value_range[1]
+    with pytest.raises(ValueError, match="odd"):
+        create("lms", k=4)
