@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .modelstate import preserved
+from .modelstate import check_model, guarded
 
 
 def check_attack_inputs(x: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,11 +39,17 @@ def check_classes(logits: torch.Tensor, y: torch.Tensor) -> None:
         raise ValueError(f"y holds class {int(y.max())} but the model has {logits.shape[1]} classes")
 
 
-def run_attack(attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Validate, run ``attack.perturb`` in eval mode with frozen parameters, restore the model."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+def run_attack(attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+               batch_size: int | None = None) -> torch.Tensor:
+    """Validate, run ``attack.perturb`` in eval mode with frozen parameters, restore the model.
+
+    ``x`` and ``y`` come back unchanged (the model computes on copies); ``perturb`` runs on chunks of
+    ``batch_size`` samples (``None``: sized to the device, :mod:`toolkit_core.chunking`).
+    """
+    from .chunking import chunks
+
+    check_model(model)
     x, y = check_attack_inputs(x, y)
-    with preserved(model, mode=False, freeze=True):
-        x_adv = attack.perturb(model, x.detach(), y)
-    return x_adv.detach()
+    with guarded(model, (x,), mode=False, freeze=True):
+        parts = [attack.perturb(model, xc.detach(), yc).detach() for xc, yc in chunks(x, y, batch_size)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)

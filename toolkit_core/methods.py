@@ -279,10 +279,10 @@ class AttributionMethod(Method):
     def attribute(self, model, x, target):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def __call__(self, model, x, target=None):
+    def __call__(self, model, x, target=None, *, batch_size: int | None = None):
         from .attribution import run_attribution
 
-        return run_attribution(self, model, x, target)
+        return run_attribution(self, model, x, target, batch_size=batch_size)
 
 
 class Attack(Method):
@@ -290,6 +290,8 @@ class Attack(Method):
 
     Call the object (``attack(model, x, y)``): the call validates the inputs, runs ``perturb`` with
     the model in eval mode and its parameters frozen, and restores mode and flags afterwards.
+    ``batch_size`` (a call argument): ``perturb`` runs on chunks of that many samples (``None``: sized
+    to the device, :mod:`toolkit_core.chunking`), so a large batch never holds all activations at once.
     """
 
     kind: ClassVar[str] = "attack"
@@ -297,10 +299,10 @@ class Attack(Method):
     def perturb(self, model, x, y):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def __call__(self, model, x, y):
+    def __call__(self, model, x, y, *, batch_size: int | None = None):
         from .attacks import run_attack
 
-        return run_attack(self, model, x, y)
+        return run_attack(self, model, x, y, batch_size=batch_size)
 
 
 class Defense(Method):
@@ -350,6 +352,34 @@ class Metric(Method):
 
     def __call__(self, model, data) -> dict[str, float]:
         return self.compute(model, data)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every ``compute`` a subclass defines runs guarded: model and caller's tensors come back unchanged."""
+        super().__init_subclass__(**kwargs)
+        fn = cls.__dict__.get("compute")
+        if fn is not None and not getattr(fn, "_torchtrust_guarded", False):
+            cls.compute = _guarded_compute(fn)
+
+
+def _guarded_compute(fn: Callable) -> Callable:
+    import functools
+
+    @functools.wraps(fn)
+    def compute(self, model, data=None, *args: Any, **kwargs: Any):
+        from .modelstate import guarded
+
+        try:
+            import torch
+        except ImportError:  # pragma: no cover
+            return fn(self, model, data, *args, **kwargs)
+        if not isinstance(model, torch.nn.Module):
+            return fn(self, model, data, *args, **kwargs)
+        inputs = tuple(t for t in (data if isinstance(data, (tuple, list)) else (data,)) if isinstance(t, torch.Tensor))
+        with guarded(model, inputs, single_output=getattr(self, "applies_to", "classifier") == "classifier"):
+            return fn(self, model, data, *args, **kwargs)
+
+    compute._torchtrust_guarded = True  # type: ignore[attr-defined]
+    return compute
 
 
 

@@ -38,7 +38,7 @@ from torch import nn
 from .data import iterate_batches
 from .methods import Attack
 from .models import digits_model  # noqa: F401 - re-exported: the reference model of the attack tests
-from .modelstate import preserved
+from .modelstate import check_model, guarded
 from .threads import torch_threads
 
 __all__ = ["RobustnessResult", "digits_model", "evaluate_robustness"]
@@ -214,8 +214,7 @@ def evaluate_robustness(
     much faster for small models on a shared machine.
     Returns a :class:`RobustnessResult` (prints as a table; ``to_dict``/``to_json``).
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_model(model)
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
     if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
@@ -243,7 +242,7 @@ def evaluate_robustness(
         bar.start()
         task = bar.add_task("evaluating robustness", total=limit)
     try:
-        with preserved(model, mode=False):
+        with guarded(model, mode=False):
             for x, y in iterate_batches(data, batch_size):
                 if limit is not None:
                     if seen >= limit:

@@ -42,18 +42,24 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def run_attribution(method, model: nn.Module, x: torch.Tensor, target: Any = None) -> torch.Tensor:
-    """Validate ``x``, call ``method.attribute`` and hand the model back unchanged.
+def run_attribution(method, model: nn.Module, x: torch.Tensor, target: Any = None,
+                    batch_size: int | None = None) -> torch.Tensor:
+    """Validate ``x``, call ``method.attribute`` and hand the model and ``x`` back unchanged.
 
     ``target`` reaches the method as given (``None``, int, list or tensor); the method resolves it
     against the logits of its own forward pass with :func:`resolve_target` (which also checks the
-    range), so no extra forward pass is spent on validation.
+    range), so no extra forward pass is spent on validation. ``batch_size``: the method runs on chunks
+    of that many samples (``None``: sized to the device, see :mod:`toolkit_core.chunking`).
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    from ..chunking import chunks
+    from ..modelstate import check_model, guarded, warn_if_train_mode
+
+    check_model(model)
     x = check_input(x)
-    with preserved(model):
-        result = method.attribute(model, x, target)
+    warn_if_train_mode(model, f"attribution with {method.name}")
+    with guarded(model, (x,)):
+        parts = [method.attribute(model, xc, tc) for xc, tc in chunks(x, target, batch_size)]
+    result = parts[0] if len(parts) == 1 else torch.cat(parts)
     if not isinstance(result, torch.Tensor) or result.shape != x.shape:
         raise RuntimeError(
             f"{method.name} returned {getattr(result, 'shape', type(result))} for input "
@@ -63,17 +69,20 @@ def run_attribution(method, model: nn.Module, x: torch.Tensor, target: Any = Non
 
 
 def attribute(
-    model: nn.Module, x: torch.Tensor, target: Any = None, method: Any = "gbp", **params: Any
+    model: nn.Module, x: torch.Tensor, target: Any = None, method: Any = "gbp", *, batch_size: int | None = None,
+    **params: Any,
 ) -> torch.Tensor:
     """Attribution map of ``model``'s ``target`` logit with respect to ``x`` (same shape as ``x``).
 
     ``target``: an int, a list or tensor of class indices, or ``None`` for the predicted class.
     ``method``: a registered attribution method name (``torchtrust list --kind attribution``) or an
     :class:`~toolkit_core.methods.AttributionMethod` object; ``params`` are its parameters.
+    ``batch_size``: samples per chunk (``None``: sized to the device), so a large ``x`` never holds the
+    activations of the whole batch at once.
     """
     from ..catalog import resolve
 
-    return resolve(method, kind="attribution", **params)(model, x, target)
+    return resolve(method, kind="attribution", **params)(model, x, target, batch_size=batch_size)
 
 
 def layerwise(

@@ -61,6 +61,11 @@ def resolve_target(target: object, logits: torch.Tensor) -> torch.Tensor:
         )
     if t.is_floating_point() or t.dtype == torch.bool:
         raise TypeError(f"target must hold integer class indices, got dtype {t.dtype}")
+    if t.dim() > 1:
+        raise ValueError(
+            f"target must be one class index per sample, shape ({b},), got shape {tuple(t.shape)}; "
+            "for a (B, 1) tensor use target.squeeze(1)"
+        )
     t = t.long().reshape(-1)
     if t.numel() == 1 and b > 1:
         t = t.expand(b).clone()

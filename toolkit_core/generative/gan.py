@@ -178,7 +178,9 @@ def train_gan(
     start = 0
     path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     if resume and path is not None and path.exists():
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        from ..training.checkpoint import load_file
+
+        ckpt = load_file(path, map_location="cpu")
         if ckpt.get("format") != FORMAT:
             raise RuntimeError(f"{path} has checkpoint format {ckpt.get('format')!r}, expected {FORMAT}")
         if ckpt["world_size"] != ctx.world_size:

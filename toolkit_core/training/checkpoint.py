@@ -4,6 +4,10 @@ A checkpoint is one file, ``<checkpoint_dir>/last.pt``, written by rank 0 to a t
 the same directory and moved into place with :func:`os.replace` (atomic on POSIX), so a crash or a
 signal during the write never leaves a truncated checkpoint. It holds plain containers and tensors
 only, so it loads with ``torch.load(..., weights_only=True)``.
+
+:func:`load_file` is the one way torchtrust reads a ``.pt`` file: always ``weights_only=True`` (a
+planted file cannot run code), and an empty, truncated, corrupt or foreign file is one
+:class:`CheckpointError` line naming the file and what to do.
 """
 
 from __future__ import annotations
@@ -17,8 +21,47 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import TorchtrustError
+
 CHECKPOINT_NAME = "last.pt"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the settings that determine the run are saved and checked on resume
+
+
+class CheckpointError(TorchtrustError, ValueError):
+    """A checkpoint file that cannot be used: empty, truncated, corrupt, foreign, or from another run."""
+
+
+def load_file(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with one-line errors that name the file.
+
+    Never unpickles arbitrary objects: a file holding anything but tensors and plain containers is
+    refused (loading it could run code), not loaded with ``weights_only=False``.
+    """
+    path = Path(path)
+    what = "delete it (or move it away) and run again; torchtrust rewrites it"
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file; {what}")
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); {what}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line naming the file
+        import pickle
+
+        text = str(exc)
+        if isinstance(exc, pickle.UnpicklingError) and "weights_only" in text:
+            raise CheckpointError(
+                f"checkpoint {path} holds objects other than tensors and plain containers and was refused "
+                f"(loading it could run code); it was not written by torchtrust: {what}"
+            ) from None
+        if isinstance(exc, (EOFError, OSError)) or "zip archive" in text or "central directory" in text \
+                or "PytorchStreamReader" in text:
+            raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({size} bytes); {what}") from None
+        raise CheckpointError(f"checkpoint {path} could not be read ({type(exc).__name__}); {what}") from None
 
 
 def capture_rng(generator: torch.Generator | None = None) -> dict[str, Any]:
@@ -85,10 +128,24 @@ def load_checkpoint(
     path = checkpoint_path(checkpoint_dir)
     if not path.exists():
         return None
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    ckpt = load_file(path, map_location=map_location)
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a torchtrust checkpoint; "
+                              "delete it or use another checkpoint_dir")
     if ckpt.get("format") != FORMAT_VERSION:
-        raise RuntimeError(
+        raise CheckpointError(
             f"{path} was written by an incompatible version of toolkit_core.fit (format {ckpt.get('format')!r}, "
             f"expected {FORMAT_VERSION}); start a fresh run with resume=False or another checkpoint_dir"
         )
     return ckpt
+
+
+def check_settings(saved: dict[str, Any] | None, wanted: dict[str, Any], path: str | os.PathLike) -> None:
+    """Refuse to resume when a setting that determines the run differs from the checkpoint's."""
+    saved = saved or {}
+    diffs = [f"{k}={saved.get(k)!r} -> {v!r}" for k, v in wanted.items() if saved.get(k) != v]
+    if diffs:
+        raise CheckpointError(
+            f"the checkpoint {path} belongs to another run ({'; '.join(diffs)}); resuming would mix the two. "
+            "Pass the same settings to resume, or start afresh with resume=False or another checkpoint_dir"
+        )

@@ -186,6 +186,20 @@ def _evaluate(model: nn.Module, data, attack, ctx: dist_utils.DistContext, seed:
     return out
 
 
+def _run_settings(defense, opt: torch.optim.Optimizer, weight_decay: float, batch_size: int, seed: int | None,
+                  grad_clip: float | None) -> dict[str, Any]:
+    """What determines the trajectory besides the epochs: a resume must match all of it.
+
+    ``epochs`` is not part of it: resuming with more epochs continues to the new target.
+    """
+    from ..methods import Method
+
+    return {"defense": repr(defense) if isinstance(defense, Method) else type(defense).__qualname__,
+            "optimizer": type(opt).__name__, "lr": [float(g["lr"]) for g in opt.param_groups],
+            "weight_decay": float(weight_decay), "batch_size": int(batch_size), "seed": seed,
+            "grad_clip": grad_clip}
+
+
 def _progress(enabled: bool):
     from rich.progress import (
         BarColumn,
@@ -251,8 +265,11 @@ def fit(
     SIGINT still raises ``KeyboardInterrupt``). It holds the model, the optimizer, the defense's
     ``state_dict()`` if it has one, the RNG states of torch/numpy/python and of the loader's generator
     for every rank, the position (epoch, batch) and the history. With ``resume=True`` training continues
-    from it bit-for-bit (CPU, same world size); without a checkpoint it starts fresh. Handlers are
-    installed only inside ``fit`` (main thread, and only when ``checkpoint_dir`` is set).
+    from it bit-for-bit (CPU, same world size); without a checkpoint it starts fresh. A checkpoint
+    written with other settings (defense and its parameters, optimizer, lr, weight decay, batch size,
+    seed, grad_clip) is refused with a :class:`~toolkit_core.training.checkpoint.CheckpointError`; a
+    larger ``epochs`` continues to the new target, a smaller one than the checkpoint holds is refused.
+    Handlers are installed only inside ``fit`` (main thread, and only when ``checkpoint_dir`` is set).
 
     Determinism: ``seed`` seeds python, numpy and torch (``seed + rank`` under DDP, so each rank draws
     its own attack noise) and the data order; ``seed=None`` leaves the RNGs as they are.
@@ -305,7 +322,15 @@ def _fit(model, train_data, defense, ctx, *, epochs, optimizer, lr, weight_decay
     history = History(meta={"world_size": ctx.world_size, "seed": seed, "defense": repr(defense)
                             if not isinstance(defense, _PlainCE) else "none"})
     start_epoch, start_batch = 0, 0
+    settings = _run_settings(defense, opt, weight_decay, batch_size, seed, grad_clip)
     if ckpt is not None:
+        ckpt_io.check_settings(ckpt.get("settings"), settings, ckpt_io.checkpoint_path(checkpoint_dir))
+        if int(ckpt["epoch"]) > epochs:
+            raise ckpt_io.CheckpointError(
+                f"the checkpoint in {checkpoint_dir} already holds {int(ckpt['epoch'])} epoch(s), more than the "
+                f"epochs={epochs} asked for; pass epochs >= {int(ckpt['epoch'])} to continue, or resume=False to "
+                "start afresh"
+            )
         if ckpt["world_size"] != ctx.world_size:
             raise RuntimeError(
                 f"the checkpoint in {checkpoint_dir} was written by {ckpt['world_size']} process(es), this run "
@@ -328,7 +353,7 @@ def _fit(model, train_data, defense, ctx, *, epochs, optimizer, lr, weight_decay
         epoch_rngs = dist_utils.all_gather_object(epoch_rng, ctx)
         if ctx.is_main:
             ckpt_io.save_atomic({
-                "format": ckpt_io.FORMAT_VERSION, "epoch": epoch, "batch": batch, "epochs": epochs,
+                "format": ckpt_io.FORMAT_VERSION, "epoch": epoch, "batch": batch, "epochs": epochs, "settings": settings,
                 "world_size": ctx.world_size, "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "defense": defense.state_dict() if hasattr(defense, "state_dict") else None,
                 "history": history.to_dict(), "sums": dict(sums), "rng": rngs, "epoch_rng": epoch_rngs,

@@ -87,7 +87,15 @@ def _build(model: nn.Module) -> nn.Module:
     gm.graph.lint()
     gm.recompile()
     gm.delete_all_unused_submodules()  # only drops references held by the new GraphModule
+    for name in _ROOT_HOOKS:  # the same dict objects: hooks on the model (added later too) run around gm
+        if hasattr(model, name):
+            setattr(gm, name, getattr(model, name))
     return gm.eval()
+
+
+#: Root forward hooks the folded module shares with the model (tracing runs forward(), not __call__).
+_ROOT_HOOKS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
+               "_forward_hooks_with_kwargs", "_forward_hooks_always_called")
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
