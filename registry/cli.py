@@ -138,9 +138,14 @@ def info_cmd(name: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins_cmd(as_json: bool) -> None:
     """Show every plugin distribution: version, status (loaded/failed/disabled), error, methods."""
-    records = list(_manager().plugins.values())
+    mgr = _manager()
+    records = list(mgr.plugins.values())
+    for problem in mgr.problems:
+        click.echo(f"Error: {problem}", err=True)
     if as_json:
         _json([r.to_dict() for r in records])
+        if mgr.problems:
+            sys.exit(1)
         return
     from rich.table import Table
 
@@ -152,6 +157,8 @@ def plugins_cmd(as_json: bool) -> None:
         detail = r.error if r.status == "failed" else ", ".join(r.methods)
         t.add_row(r.name, r.distribution, r.version, f"[{colors[r.status]}]{r.status}[/]", detail or "")
     _console().print(t)
+    if mgr.problems:
+        sys.exit(1)
 
 
 @cli.command("doctor")
@@ -184,13 +191,38 @@ def doctor_cmd() -> None:
         con.print(f"  kernel {name}: {k.describe_backend(device)} on {device}")
     records = list(mgr.plugins.values())
     loaded = [r for r in records if r.status == "loaded"]
+    mgr.load()
+    for problem in mgr.problems:
+        con.print(f"[red]PROBLEM[/] {problem}")
+    if mgr.problems:
+        sys.exit(1)
+    names = mgr.list_methods()
     con.print(f"plugins: {len(loaded)} loaded, {len(mgr.failed)} failed, "
-              f"{sum(r.status == 'disabled' for r in records)} disabled; {len(mgr.list_methods())} methods")
+              f"{sum(r.status == 'disabled' for r in records)} disabled; {len(names)} methods")
     for r in mgr.failed:
         con.print(f"[red]FAILED[/] {r.name} ({r.distribution} {r.version}): {r.error}")
-    if mgr.failed:
+    broken = _create_every_method(mgr, names)
+    for name, error in broken.items():
+        con.print(f"[red]FAILED[/] method {name} cannot be created with its defaults: {error}")
+    if not names:
+        con.print("[red]no methods are installed[/]: install plugins or fix TORCHTRUST_PLUGINS")
+    if mgr.failed or broken or not names:
         sys.exit(1)
     con.print("[green]all good[/]")
+
+
+def _create_every_method(mgr, names: list[str]) -> dict[str, str]:
+    """Create each method with its defaults (its contract parameters where it needs some): name -> error."""
+    broken = {}
+    for name in names:
+        try:
+            info = mgr.get_info(name)
+            mgr.create(name, **info.cls.contract_params())
+        except BaseException as exc:  # noqa: BLE001 - also SystemExit from plugin code
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            broken[name] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    return broken
 
 
 @cli.command("new-plugin")
@@ -209,15 +241,18 @@ def new_plugin_cmd(name: str, kind: str, directory: str | None) -> None:
 
 @cli.command("run")
 @click.argument("config", required=False, type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", "out_dir", default="torchtrust-report", show_default=True, help="Report folder.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--out", "out_dir", default="torchtrust-report", show_default=True,
+              help="Report folder: new, empty, or written by torchtrust before.")
+@click.option("--force", is_flag=True, help="Write into a non-empty folder torchtrust did not make.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
+              help="Overrides the config's device (default: the config's, else cpu).")
 @click.option("--quick", is_flag=True, help="A smaller, faster version of the experiment.")
-@click.option("--seed", type=int, default=0, show_default=True)
-def run_cmd(config: str | None, out_dir: str, device: str, quick: bool, seed: int) -> None:
+@click.option("--seed", type=int, default=None, help="Overrides the config's seed (default: the config's, else 0).")
+def run_cmd(config: str | None, out_dir: str, force: bool, device: str | None, quick: bool, seed: int | None) -> None:
     """Run an experiment from CONFIG (TOML), or the embedded default one, and write a report."""
     from toolkit_core.experiment import run_from_cli
 
-    run_from_cli(config, out_dir=out_dir, device=device, quick=quick, seed=seed)
+    run_from_cli(config, out_dir=out_dir, device=device, quick=quick, seed=seed, force=force)
 
 
 def main() -> None:

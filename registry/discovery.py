@@ -63,7 +63,25 @@ def split_enabled(
     allowed = _names(os.environ.get(ALLOW_ENV) if allow is None else allow)
     blocked = _names(os.environ.get(BLOCK_ENV) if block is None else block) or set()
     enabled, disabled = [], []
+    candidates = list(candidates)
     for c in candidates:
         off = c.name in blocked or (allowed is not None and c.name not in allowed)
         (disabled if off else enabled).append(c)
     return enabled, disabled
+
+
+def unknown_selection(candidates: Iterable[Candidate], allow: str | None = None,
+                      block: str | None = None) -> list[str]:
+    """One message per name in the allow/block lists that no installed plugin has (a typo selects nothing)."""
+    import difflib
+
+    known = sorted({c.name for c in candidates})
+    problems = []
+    for env, raw in ((ALLOW_ENV, allow), (BLOCK_ENV, block)):
+        names = _names(os.environ.get(env) if raw is None else raw) or set()
+        for name in sorted(names - set(known)):
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            problems.append(f"{env} names '{name}', but no installed plugin has that name; {hint}"
+                            f"installed: {', '.join(known) or 'none'}")
+    return problems

@@ -310,3 +310,341 @@ def test_4_resuming_fit_from_a_truncated_checkpoint_says_so(tmp_path):
     last.write_bytes(last.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         fit(_fit_model(), data, epochs=1, batch_size=32, progress=False, checkpoint_dir=tmp_path, resume=True)
+
+
+# --------------------------------------------------------------------------- the main job's output folder
+
+TINY = {"stages": ["train"], "defenses": [], "data": {"train_size": 64, "test_size": 32, "size": 8},
+        "model": {"width": 2, "hidden": 8}, "train": {"epochs": 1}}
+
+
+def _tiny(**changes):
+    from toolkit_core.experiment import Experiment
+
+    cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY.items()}
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            cfg.setdefault(key, {}).update(value)
+        else:
+            cfg[key] = value
+    return Experiment.from_dict(cfg, quick=True)
+
+
+def _weights(out) -> dict[str, torch.Tensor]:
+    from toolkit_core.training.checkpoint import load_file
+
+    (path,) = sorted((out / "state" / "models").glob("plain-*.pt"), key=lambda p: p.stat().st_mtime)[-1:]
+    return load_file(path)["state_dict"]
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --------------------------------------------------------------------------- 1. stale results
+
+
+@pytest.mark.parametrize("change", [{"seed": 1}, {"train": {"lr": 0.01}}])
+def test_1_rerun_with_another_config_never_reuses_the_old_model(tmp_path, change):
+    shared = tmp_path / "shared"
+    _tiny().run(shared, progress=False)
+    old = _weights(shared)
+    new_run = _tiny(**change).run(shared, progress=False)
+    fresh = _tiny(**change).run(tmp_path / "fresh", progress=False)
+    assert not _same(_weights(shared), old)  # the other config's model was not reused ...
+    assert _same(_weights(shared), _weights(tmp_path / "fresh"))  # ... it equals a run in an empty folder
+    assert new_run["train"]["models"]["plain"]["test_acc"] == fresh["train"]["models"]["plain"]["test_acc"]
+    assert "train" not in new_run.resumed
+
+
+def test_1_training_checkpoints_are_keyed_per_seed(tmp_path):
+    for seed in (0, 1):
+        _tiny(seed=seed).run(tmp_path, progress=False)
+    dirs = sorted(p.name for p in (tmp_path / "state" / "checkpoints").iterdir())
+    assert len(dirs) == 2 and all(d.startswith("plain-") for d in dirs)  # one per seed, none shared
+
+
+def test_1_a_second_concurrent_run_into_the_folder_is_refused(tmp_path):
+    from toolkit_core.experiment.outdir import OutputFolderError, locked, prepare_output
+
+    prepare_output(tmp_path / "out")
+    with locked(tmp_path / "out"):  # another run holds the folder
+        with pytest.raises(OutputFolderError) as err:
+            _tiny(seed=1).run(tmp_path / "out", progress=False)
+    assert "another torchtrust run" in _one_line(err.value) and not (tmp_path / "out" / "state").exists()
+    _tiny(seed=1).run(tmp_path / "out", progress=False)  # released: runs
+
+
+def test_1_the_lock_holds_across_processes(tmp_path):
+    import subprocess
+    import sys
+
+    from toolkit_core.experiment.outdir import OutputFolderError, locked, prepare_output
+
+    out = prepare_output(tmp_path / "out")
+    code = ("import sys, time; from toolkit_core.experiment.outdir import locked\n"
+            f"with locked({str(out)!r}):\n    print('held', flush=True); time.sleep(30)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(OutputFolderError, match=f"pid {proc.pid}"):
+            with locked(out):
+                pass
+    finally:
+        proc.kill()
+        proc.wait()
+    with locked(out):  # a killed holder leaves no stale lock
+        pass
+
+
+# --------------------------------------------------------------------------- 2. ignored settings: CLI flags
+
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from registry.cli import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def _toml(tmp_path, extra: str = "") -> str:
+    path = tmp_path / "c.toml"
+    path.write_text(extra + 'stages = ["train"]\ndefenses = []\n[data]\ntrain_size = 64\ntest_size = 32\nsize = 8\n'
+                    "[model]\nwidth = 2\nhidden = 8\n[train]\nepochs = 1\n")
+    return str(path)
+
+
+def test_2_toml_seed_is_kept_unless_the_flag_is_given(tmp_path):
+    import json
+
+    cfg = _toml(tmp_path, "seed = 5\n")
+    res = _cli("run", cfg, "--out", str(tmp_path / "a"))
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "a" / "results.json").read_text())["config"]["seed"] == 5
+    res = _cli("run", cfg, "--out", str(tmp_path / "b"), "--seed", "7")
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "b" / "results.json").read_text())["config"]["seed"] == 7
+
+
+def test_2_toml_device_cuda_is_not_silently_run_on_the_cpu(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    res = _cli("run", _toml(tmp_path, 'device = "cuda"\n'), "--out", str(tmp_path / "o"))
+    assert res.exit_code == 1 and "CUDA is not available" in res.stderr and 'device = "cuda"' in res.stderr
+    assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- 3. data loss
+
+
+def test_3_out_with_the_users_files_is_refused_without_force(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    mine = {"index.html": "<p>my page</p>", "results.json": '{"mine": 1}', "plot.png": "PNG"}
+    for name, text in mine.items():
+        (out / name).write_text(text)
+    res = _cli("run", _toml(tmp_path), "--out", str(out))
+    assert res.exit_code == 1 and "--force" in res.stderr and "did not write" in res.stderr
+    assert {p.name: p.read_text() for p in out.iterdir()} == mine  # untouched
+    res = _cli("run", _toml(tmp_path), "--out", str(out), "--force")
+    assert res.exit_code == 0, res.output
+    assert (out / ".torchtrust").exists() and (out / "plot.png").read_text() == "PNG"
+    res = _cli("run", _toml(tmp_path), "--out", str(out))  # now ours: no --force needed
+    assert res.exit_code == 0, res.output
+
+
+def test_8_out_being_a_file_is_one_line(tmp_path):
+    target = tmp_path / "report.html"
+    target.write_text("mine")
+    res = _cli("run", _toml(tmp_path), "--out", str(target))
+    assert res.exit_code == 1 and "is a file, not a folder" in res.stderr and target.read_text() == "mine"
+
+
+# --------------------------------------------------------------------------- 4. planted files in the output folder
+
+
+def test_4_planted_model_file_runs_no_code(tmp_path):
+    out = tmp_path / "out"
+    _tiny().run(out, progress=False)
+    (weights,) = (out / "state" / "models").glob("plain-*.pt")
+    torch.save({"state_dict": {}, "row": {}, "key": weights.stem.split("-")[-1],
+                "x": _Planted(str(tmp_path / "code-ran"))}, weights)
+    with pytest.raises(Exception) as err:
+        _tiny().run(out, progress=False)
+    assert str(weights) in str(err.value) and "refused" in str(err.value)
+    assert not (tmp_path / "code-ran").exists()
+
+
+# --------------------------------------------------------------------------- 6. settings checked before any work
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("data", "train_size", -5, "data.train_size must be >= 0"),
+    ("analysis", "samples", 0, "analysis.samples must be >= 1"),
+    ("generative", "mixtures", ["ring", "spiral"], "'spiral' is not allowed"),
+    ("train", "lr", 0.0, "train.lr must be > 0"),
+])
+def test_6_out_of_range_settings_are_config_errors(tmp_path, section, key, value, message):
+    from toolkit_core.experiment import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        _tiny(**{section: {key: value}})
+
+
+# --------------------------------------------------------------------------- 7. plugin mistakes that passed as healthy
+
+_METRIC = '''
+import sys
+from toolkit_core import hookimpl
+from toolkit_core.methods import Metric
+
+
+class M(Metric):
+    name = "{method}"
+    summary = "A test metric."
+    citation = "arXiv:0000.00000"
+    higher_is_better = {{"v": True}}
+
+    def __init__(self, scale: float = 1.0):
+        {init}
+        self.scale = scale
+
+    def compute(self, model, data):
+        return {{"v": self.scale}}
+
+{top}
+
+@hookimpl
+def {hook}(register):
+    {body}
+    register(M)
+'''
+
+
+def _plugin_src(method="hostile_metric", hook="torchtrust_register_metrics", body="pass", init="pass", top=""):
+    return _METRIC.format(method=method, hook=hook, body=body, init=init, top=top)
+
+
+@pytest.fixture
+def fake_plugins(monkeypatch):
+    """Install fake plugin distributions (name -> source) and rediscover; restore the registry afterwards."""
+    import contextlib
+
+    import registry
+    from toolkit_core.testing import with_plugin_on_path
+
+    stack = contextlib.ExitStack()
+    old = registry.set_manager(None)
+
+    def install(**sources: str):
+        for ep, src in sources.items():
+            dist = f"torchtrust-hostile-{ep.replace('_', '-')}"
+            stack.enter_context(with_plugin_on_path({ep: f"tt_hostile_{ep}"}, distribution=dist, version="1.0",
+                                                    files={f"tt_hostile_{ep}.py": src}))
+        registry.set_manager(None)
+        return registry
+
+    try:
+        yield install
+    finally:
+        stack.close()
+        registry.set_manager(old)
+
+
+def test_7_misspelt_hook_name_fails_the_plugin_and_doctor(fake_plugins):
+    reg = fake_plugins(typo=_plugin_src(hook="torchtrust_register_metric"))
+    rec = reg.get_manager().plugins["typo"]
+    assert rec.status == "failed" and "did you mean 'torchtrust_register_metrics'" in rec.error
+    res = _cli("doctor")
+    assert res.exit_code == 1 and "all good" not in res.output and "unknown hook" in res.output
+
+
+@pytest.mark.parametrize("env", ["TORCHTRUST_PLUGINS", "TORCHTRUST_DISABLE_PLUGINS"])
+def test_7_unknown_names_in_the_allow_or_block_list_are_an_error(fake_plugins, monkeypatch, env):
+    from toolkit_core.errors import PluginSelectionError
+
+    monkeypatch.setenv(env, "gradiant")
+    reg = fake_plugins()
+    with pytest.raises(PluginSelectionError, match="'gradiant'.*did you mean 'gradient'"):
+        reg.get_manager().list_methods()
+    for args in (["doctor"], ["list"], ["plugins", "--json"]):
+        res = _cli(*args)
+        assert res.exit_code == 1 and "gradiant" in res.stderr + res.output and "all good" not in res.output
+
+
+def test_7_a_hook_calling_sys_exit_fails_only_its_plugin(fake_plugins):
+    reg = fake_plugins(quitter=_plugin_src(body="sys.exit(3)"))
+    mgr = reg.get_manager()
+    assert mgr.plugins["quitter"].status == "failed" and "SystemExit" in mgr.plugins["quitter"].error
+    assert "gradient" in mgr.list_methods()  # everything else still works
+
+
+def test_7_a_plugin_printing_on_import_keeps_json_valid(fake_plugins):
+    import json
+
+    fake_plugins(chatty=_plugin_src(top='print("hello from the plugin")', body='print("registering")'))
+    res = _cli("plugins", "--json")
+    assert res.exit_code == 0
+    assert {p["name"]: p["status"] for p in json.loads(res.stdout)}["chatty"] == "loaded"
+    listed = json.loads(_cli("list", "--json").stdout)
+    assert "hostile_metric" in [m["name"] for m in listed]
+
+
+def test_7_doctor_creates_every_method_and_fails_on_a_raising_constructor(fake_plugins):
+    fake_plugins(badinit=_plugin_src(init='raise RuntimeError("needs a GPU license")'))
+    res = _cli("doctor")
+    assert res.exit_code == 1 and "hostile_metric cannot be created" in res.output and "GPU license" in res.output
+
+
+def test_7_default_experiment_leaves_out_a_method_that_cannot_be_created(fake_plugins):
+    from toolkit_core.experiment import Experiment
+
+    fake_plugins(badinit=_plugin_src(init='raise RuntimeError("needs a GPU license")'))
+    with pytest.warns(UserWarning, match="hostile_metric.*GPU license"):
+        exp = Experiment.default(quick=True)
+    assert "hostile_metric" not in [m.name for m in exp.config.methods["metrics"]]
+    assert "margin" in [m.name for m in exp.config.methods["metrics"]]
+    assert "hostile_metric" in exp.config.left_out
+
+
+def test_7_two_distributions_with_one_entry_point_name_give_one_clear_line(fake_plugins):
+    import contextlib
+
+    import registry
+    from toolkit_core.testing import with_plugin_on_path
+
+    with contextlib.ExitStack() as stack:
+        for dist, method in (("torchtrust-first", "first_metric"), ("torchtrust-second", "second_metric")):
+            stack.enter_context(with_plugin_on_path(
+                {"samename": f"tt_{method}"}, distribution=dist, version="1.0",
+                files={f"tt_{method}.py": _plugin_src(method=method)}))
+        registry.set_manager(None)
+        mgr = registry.get_manager()
+        recs = [r for r in mgr.plugins.values() if r.name.startswith("samename")]
+        assert len(recs) == 2  # neither is hidden
+        failed = [r for r in recs if r.status == "failed"]
+        assert len(failed) == 1 and len(failed[0].error) < 200 and "used by both" in failed[0].error
+        assert "torchtrust-first" in failed[0].error and "torchtrust-second" in failed[0].error
+        res = _cli("doctor")
+        assert res.exit_code == 1 and "used by both" in res.output
+        registry.set_manager(None)
+
+
+# --------------------------------------------------------------------------- 8. unclear errors (catalog)
+
+
+def test_8_wrong_case_name_suggests_the_method():
+    res = _cli("info", "LRP")
+    assert res.exit_code == 1 and "did you mean 'lrp'" in res.stderr
+
+
+def test_8_disabled_method_is_reported_as_disabled(fake_plugins, monkeypatch):
+    monkeypatch.setenv("TORCHTRUST_DISABLE_PLUGINS", "fgsm")
+    reg = fake_plugins()
+    from toolkit_core.errors import UnknownMethodError
+
+    with pytest.raises(UnknownMethodError, match="'fgsm' is installed but disabled"):
+        reg.get_manager().get_info("fgsm")
+    res = _cli("info", "fgsm")
+    assert res.exit_code == 1 and "disabled" in res.stderr

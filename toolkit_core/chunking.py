@@ -2,8 +2,8 @@
 
 ``attribute(model, x, ..., batch_size=None)`` and ``attack(model, x, y, batch_size=None)`` run the
 method on ``x[i:i + batch_size]`` one chunk after the other and concatenate the results. The peak
-memory then grows with the chunk, not with ``N``: on 32,000 digits the extra memory of a gradient
-map or an FGSM attack drops from about 1.5 GiB to about 0.1 GiB (``benchmarks/chunking.py``,
+memory then grows with the chunk, not with ``N``: on 32,000 digits the peak memory a gradient map,
+FGSM or PGD adds drops from 1.65-1.78 GiB to 0.32-0.34 GiB, 0.19-0.21x (``benchmarks/chunking.py``,
 docs/performance.md).
 
 Per-sample methods give the same result chunked or not (each sample's map depends only on that

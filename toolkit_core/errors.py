@@ -13,11 +13,15 @@ class TorchtrustError(Exception):
 class UnknownMethodError(TorchtrustError, KeyError):
     """A method name that no installed plugin registers."""
 
-    def __init__(self, name: str, known: Iterable[str], kind: str | None = None):
+    def __init__(self, name: str, known: Iterable[str], kind: str | None = None, hint: str = ""):
         known = sorted(known)
         where = f" of kind '{kind}'" if kind else ""
         msg = f"no method{where} named '{name}'"
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        lower = {k.lower(): k for k in known}
+        close = [lower[name.lower()]] if name.lower() in lower else [
+            lower[c] for c in difflib.get_close_matches(name.lower(), list(lower), n=3, cutoff=0.5)]
+        if hint:
+            msg += f": {hint}"
         if close:
             msg += f"; did you mean {' or '.join(repr(c) for c in close)}?"
         else:
@@ -47,3 +51,7 @@ class ParameterError(TorchtrustError, TypeError):
 
 class PluginRegistrationError(TorchtrustError):
     """A plugin registered something that is not a valid method class."""
+
+
+class PluginSelectionError(TorchtrustError):
+    """``TORCHTRUST_PLUGINS`` / ``TORCHTRUST_DISABLE_PLUGINS`` name plugins that are not installed."""

@@ -41,32 +41,41 @@ class Experiment:
         """The embedded default experiment: every installed method, by kind, on bundled data."""
         return cls(load_config(None, quick=quick, device=device, seed=seed))
 
-    def run(self, out: str | Path = "torchtrust-report", progress: bool = True) -> Results:
-        """Run every stage (reusing finished ones in ``out``), write the report; return the results."""
+    def run(self, out: str | Path = "torchtrust-report", progress: bool = True, force: bool = False) -> Results:
+        """Run every stage (reusing finished ones in ``out``), write the report; return the results.
+
+        ``out`` must be new, empty, or made by torchtrust (a ``.torchtrust`` marker); another non-empty
+        folder is refused unless ``force=True``. One run at a time may write into a folder (a lock).
+        """
+        from .outdir import locked, prepare_output
         from .report import write_report
         from .stages import STAGE_FUNCTIONS as fns
 
-        out = Path(out)
         missing = [s for s in self.config.stages if s not in fns]
         if missing:
             raise RuntimeError(f"stages {missing} are not available in this installation")
-        results = run_stages(self.config, out, fns, show_progress=progress)
-        save_json(results.to_dict(), out / "results.json")
-        write_report(results, out)
+        out = prepare_output(out, force=force)
+        with locked(out):
+            results = run_stages(self.config, out, fns, show_progress=progress)
+            save_json(results.to_dict(), out / "results.json")
+            write_report(results, out)
         return results
 
 
-def run_from_cli(config: str | None, *, out_dir: str, device: str, quick: bool, seed: int) -> Results:
+def run_from_cli(config: str | None, *, out_dir: str, device: str | None = None, quick: bool = False,
+                 seed: int | None = None, force: bool = False) -> Results:
+    """``torchtrust run``: ``device``/``seed`` override the config's only when given (not ``None``)."""
     import click
 
     exp = Experiment.from_toml(config, quick=quick, device=device, seed=seed) if config else \
         Experiment.default(quick=quick, device=device, seed=seed)
-    if device == "cuda":
+    if exp.config.device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was given but CUDA is not available here; use --device cpu")
-    results = exp.run(out_dir)
+            where = "--device cuda was given" if device == "cuda" else f"{config} sets device = \"cuda\""
+            raise RuntimeError(f"{where} but CUDA is not available here; use --device cpu")
+    results = exp.run(out_dir, force=force)
     click.echo(str(results))
     click.echo(f"report written to {Path(out_dir).resolve() / 'index.html'}")
     return results

@@ -79,6 +79,19 @@ SETTINGS: dict[str, dict[str, tuple[Any, Any]]] = {
                    "samples": (2500, 2500), "seeds": (1, 1), "train_points": (2000, 2000), "batch_size": (100, 100),
                    "pair_weight": (1.0, 1.0), "noise_dim": (1, 1), "hidden": (128, 128), "lr": (0.001, 0.001)},
 }
+POSITIVE = "> 0"  # a lower bound that excludes zero
+#: Allowed values of settings: (low, high) bounds (None: open), or a tuple of choices for strings and
+#: list items. Checked with the types when the config is read, so nothing runs on a bad value.
+LIMITS: dict[str, dict[str, Any]] = {
+    "data": {"size": (4, 256), "train_size": (0, None), "test_size": (0, None), "batch_size": (1, None)},
+    "model": {"width": (1, None), "hidden": (1, None)},
+    "train": {"epochs": (1, None), "lr": (POSITIVE, None), "optimizer": ("adam", "sgd"), "attack_eps": (0, 1),
+              "attack_alpha": (POSITIVE, 1), "attack_steps": (1, None)},
+    "analysis": {"photo_size": (32, 1024), "samples": (1, None)},
+    "generative": {"mixtures": ("ring", "grid"), "epochs": (1, None), "samples": (1, None), "seeds": (1, None),
+                   "train_points": (1, None), "batch_size": (1, None), "pair_weight": (0, None),
+                   "noise_dim": (0, None), "hidden": (1, None), "lr": (POSITIVE, None)},
+}
 #: Evaluation-attack defaults applied when an attack's table leaves them out (digits: eps 0.3).
 ATTACK_DEFAULTS: dict[str, dict[str, Any]] = {
     "fgsm": {"eps": 0.1},
@@ -133,6 +146,8 @@ class ExperimentConfig:
     settings: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     methods: dict[str, list[MethodSpec]] = dataclasses.field(default_factory=dict)
     source: str = "<default>"
+    #: Installed methods a defaulted section left out because they cannot be created: label -> why.
+    left_out: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def get(self, section: str, key: str) -> Any:
         return self.settings[section][key]
@@ -241,9 +256,34 @@ def _settings(raw: dict[str, Any], quick: bool, lines: _Lines, problems: list) -
                 problems.append((lines.of(section, 0, key),
                                  f"{section}.{key} must be {expected.__name__}, got {value!r}"))
                 continue
+            problem = _out_of_limits(section, key, value)
+            if problem:
+                problems.append((lines.of(section, 0, key), problem))
+                continue
             values[key] = value
         out[section] = values
     return out
+
+
+def _out_of_limits(section: str, key: str, value: Any) -> str | None:
+    """A message when ``value`` is outside :data:`LIMITS` (``None`` when allowed)."""
+    limit = LIMITS.get(section, {}).get(key)
+    if limit is None:
+        return None
+    if isinstance(limit[0], str) and limit[0] != POSITIVE:  # choices, for a string or every item of a list
+        items = value if isinstance(value, list) else [value]
+        bad = [v for v in items if v not in limit]
+        if bad:
+            choices = ", ".join(repr(c) for c in limit)
+            return f"{section}.{key}: {', '.join(repr(b) for b in bad)} is not allowed; choose from {choices}"
+        return None
+    low, high = limit
+    too_low = (not value > 0) if low == POSITIVE else (low is not None and value < low)
+    if too_low or (high is not None and value > high):
+        lower = "> 0" if low == POSITIVE else f">= {low}"
+        bounds = lower if high is None else f"{lower} and <= {high}"
+        return f"{section}.{key} must be {bounds}, got {value!r}"
+    return None
 
 
 def _method_spec(entry: Any, section: str, index: int, lines: _Lines, problems: list) -> MethodSpec | None:
@@ -309,11 +349,28 @@ def build_config(raw: dict[str, Any], *, quick: bool = False, text: str = "", so
         specs = [_method_spec(e, section, i, lines, problems) for i, e in enumerate(entries)]
         cfg.methods[section] = [s for s in specs if s is not None]
     for section, kind in METHOD_SECTIONS.items():
+        kept = []
         for spec in cfg.methods.get(section, []):
+            if section not in raw:  # a default: a method that cannot be created is left out, with a warning
+                own: list = []
+                if _check_method(spec, kind, own):
+                    kept.append(spec)
+                else:
+                    cfg.left_out[spec.label] = own[0][1]
+                continue
+            kept.append(spec)
             if spec.attack is not None and not _check_method(spec.attack, "attack", problems):
                 _check_method(dataclasses.replace(spec, attack=None), kind, problems, created=False)
             else:
                 _check_method(spec, kind, problems)
+        if section in cfg.methods:
+            cfg.methods[section] = kept
+    if cfg.left_out:
+        import warnings
+
+        warnings.warn("left out of the default experiment (they cannot be created with their defaults; "
+                      "`torchtrust doctor` shows them): " + "; ".join(cfg.left_out.values()), UserWarning,
+                      stacklevel=3)
     if problems:
         raise ConfigError(sorted(problems, key=lambda p: p[0] or 0), source)
     return cfg

@@ -5,8 +5,14 @@ Layout of the output folder::
     DIR/index.html          the report (self-contained: images embedded)
     DIR/results.json        every stage's numbers, the config, versions
     DIR/*.png               the figures
-    DIR/state/<stage>.json  a finished stage (reused by a rerun with the same config)
-    DIR/state/models/       trained models (reused per model), training checkpoints
+    DIR/state/<stage>.json  a finished stage (reused by a rerun with the same key)
+    DIR/state/models/       trained models (reused per model, keyed), training checkpoints (keyed)
+    DIR/.torchtrust         marker: the folder was made by torchtrust (see :mod:`.outdir`)
+    DIR/.torchtrust.lock    held by the running run; a second concurrent run is refused
+
+Every saved stage is keyed by :func:`~toolkit_core.experiment.outdir.stage_key` (the stage's config,
+seed, methods and parameters, the versions of torchtrust and every plugin); a saved stage whose key
+differs is computed afresh, never reused.
 """
 
 from __future__ import annotations
@@ -127,16 +133,20 @@ def run_stages(config: ExperimentConfig, out: Path, stage_fns: dict[str, Callabl
     out.mkdir(parents=True, exist_ok=True)
     results = Results(config=config.to_dict(), out=str(out))
     from .. import progress as tp
+    from .outdir import stage_key
 
     with tp.progress("stages", len(config.stages), enabled=show_progress, leave=True) as bar:
         ctx = RunContext(config, out)
         stage_bar = bar.advance
         for stage in config.stages:
             state_file = ctx.state / f"{stage}.json"
-            fingerprint = config.fingerprint(stage)
+            fingerprint = stage_key(config, stage)
             if state_file.exists():
-                saved = json.loads(state_file.read_text())
-                if saved.get("fingerprint") == fingerprint and stage != "train":
+                try:
+                    saved = json.loads(state_file.read_text())
+                except (ValueError, OSError):  # a damaged state file is recomputed, never trusted
+                    saved = {}
+                if isinstance(saved, dict) and saved.get("fingerprint") == fingerprint and stage != "train":
                     results.stages[stage] = saved["results"]
                     results.timings[stage] = saved.get("time_s", 0.0)
                     results.resumed.append(stage)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from .common import accuracy, digits, new_model, safe_label
 from .config import MethodSpec, instantiate
 from .figures import plot_training
@@ -31,7 +29,16 @@ def _installed(kind: str) -> list[str]:
 
 
 def stage_train(ctx: RunContext) -> dict[str, Any]:
+    """Train (or reuse) one model per defense; each is keyed by a hash of everything that determines it.
+
+    The weights ``state/models/<label>-<key>.pt`` and the training checkpoint
+    ``state/checkpoints/<label>-<key>/`` are found again only by a run with the same key
+    (:func:`~toolkit_core.experiment.outdir.model_key`); they are read with ``weights_only=True`` and
+    the key stored inside must match, so another config's or seed's model is never reused.
+    """
     from ..training import fit, save_atomic
+    from ..training.checkpoint import load_file
+    from .outdir import data_hash, model_key
 
     cfg = ctx.config
     train, test = digits(ctx)
@@ -40,12 +47,14 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
     advance = ctx.task("train models", len(specs))
     models_dir = ctx.state / "models"
     models_dir.mkdir(exist_ok=True)
+    data = data_hash(*train.tensors)
     for spec in specs:
         label = spec.label
         model = new_model(ctx)
-        weights = models_dir / f"{safe_label(label)}-{cfg.fingerprint('train')}.pt"
-        if weights.exists():
-            saved = torch.load(weights, map_location=ctx.device, weights_only=False)
+        key = model_key(cfg, spec.to_dict(), data)
+        weights = models_dir / f"{safe_label(label)}-{key}.pt"
+        saved = load_file(weights, map_location=ctx.device) if weights.exists() else None
+        if isinstance(saved, dict) and saved.get("key") == key:
             model.load_state_dict(saved["state_dict"])
             rows[label] = saved["row"]
             reused.append(label)
@@ -54,13 +63,14 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
             history = fit(model, train, defense=defense, epochs=cfg.get("train", "epochs"),
                           lr=cfg.get("train", "lr"), optimizer=cfg.get("train", "optimizer"),
                           batch_size=cfg.get("data", "batch_size"), seed=cfg.seed, device=ctx.device,
-                          checkpoint_dir=ctx.state / "checkpoints" / safe_label(label), resume=True, progress=False)
+                          checkpoint_dir=ctx.state / "checkpoints" / f"{safe_label(label)}-{key}", resume=True,
+                          progress=False)
             model.eval()
             row = {"defense": spec.name, "params": spec.to_dict(), "epochs": len(history),
                    "final_loss": history.last.get("loss"), "train_acc": accuracy(model, train, ctx.device),
                    "test_acc": accuracy(model, test, ctx.device), "time_s": sum(history["time_s"])}
             rows[label] = row
-            save_atomic({"state_dict": model.state_dict(), "row": row}, weights)
+            save_atomic({"state_dict": model.state_dict(), "row": row, "key": key}, weights)
         ctx.models[label] = model.eval()
         advance()
     plot_training(ctx, rows)

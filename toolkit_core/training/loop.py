@@ -353,7 +353,8 @@ def _fit(model, train_data, defense, ctx, *, epochs, optimizer, lr, weight_decay
         epoch_rngs = dist_utils.all_gather_object(epoch_rng, ctx)
         if ctx.is_main:
             ckpt_io.save_atomic({
-                "format": ckpt_io.FORMAT_VERSION, "epoch": epoch, "batch": batch, "epochs": epochs, "settings": settings,
+                "format": ckpt_io.FORMAT_VERSION, "epoch": epoch, "batch": batch, "epochs": epochs,
+                "settings": settings,
                 "world_size": ctx.world_size, "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "defense": defense.state_dict() if hasattr(defense, "state_dict") else None,
                 "history": history.to_dict(), "sums": dict(sums), "rng": rngs, "epoch_rng": epoch_rngs,
