@@ -561,16 +561,17 @@ def test_7_misspelt_hook_name_fails_the_plugin_and_doctor(fake_plugins):
 
 
 @pytest.mark.parametrize("env", ["TORCHTRUST_PLUGINS", "TORCHTRUST_DISABLE_PLUGINS"])
-def test_7_unknown_names_in_the_allow_or_block_list_are_an_error(fake_plugins, monkeypatch, env):
+def test_7_unknown_names_in_the_allow_or_block_list_are_an_error(fake_plugins, monkeypatch, env, tmp_path):
     from toolkit_core.errors import PluginSelectionError
 
     monkeypatch.setenv(env, "gradiant")
     reg = fake_plugins()
     with pytest.raises(PluginSelectionError, match="'gradiant'.*did you mean 'gradient'"):
         reg.get_manager().list_methods()
-    for args in (["doctor"], ["list"], ["plugins", "--json"]):
+    for args in (["doctor"], ["list"], ["plugins", "--json"], ["run", "--quick", "--out", str(tmp_path / "o")]):
         res = _cli(*args)
         assert res.exit_code == 1 and "gradiant" in res.stderr + res.output and "all good" not in res.output
+    assert not (tmp_path / "o").exists()  # run stopped before any work
 
 
 def test_7_a_hook_calling_sys_exit_fails_only_its_plugin(fake_plugins):
