@@ -2,6 +2,7 @@
 
     python benchmarks/seed_pool.py calibration         # reliability diagrams, docs/figures/calibration.png
     python benchmarks/seed_pool.py feature_complexity  # docs/figures/feature_complexity.png
+    python benchmarks/seed_pool.py cuda_figure         # docs/figures/cuda_unlearnable.png (clean vs poisoned)
 
 calibration: a DigitsCNN trained for a few epochs and one trained far longer (over-confident), their
 ECE/MCE/Brier/NLL on the digits test split, and the reliability diagram of each.
@@ -86,12 +87,42 @@ def feature_complexity_study() -> dict:
     return out
 
 
+def cuda_figure() -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torchtrust_cuda_unlearnable import CUDAUnlearnableDigits
+
+    from toolkit_core.data import load_digits
+
+    src = CUDAUnlearnableDigits()
+    clean, y = load_digits(16, "train", seed=0).tensors
+    poisoned, _ = src.tensors("train")
+    first = [int((y == c).nonzero()[0]) for c in range(10)]
+    fig, axes = plt.subplots(3, 10, figsize=(10, 3.3), layout="constrained")
+    for col, i in enumerate(first):
+        for row, img in enumerate((clean[i, 0], poisoned[i, 0])):
+            axes[row, col].imshow(img, cmap="gray", vmin=0, vmax=1)
+        axes[2, col].imshow(src.filters[col], cmap="viridis", vmin=0, vmax=1)
+        axes[0, col].set_title(f"class {col}", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for row, name in enumerate(("clean", "CUDA", "filter")):
+        axes[row, 0].set_ylabel(name, fontsize=8)
+    fig.savefig(FIGURES / "cuda_unlearnable.png", dpi=110)
+    return {"filters": src.filters.tolist()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("study", choices=["calibration", "feature_complexity"])
+    parser.add_argument("study", choices=["calibration", "feature_complexity", "cuda_figure"])
     args = parser.parse_args()
     torch.set_num_threads(1)
-    result = {"calibration": calibration_study, "feature_complexity": feature_complexity_study}[args.study]()
+    studies = {"calibration": calibration_study, "feature_complexity": feature_complexity_study,
+               "cuda_figure": cuda_figure}
+    result = studies[args.study]()
     print(json.dumps(result, indent=2))
 
 
