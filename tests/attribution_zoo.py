@@ -48,7 +48,7 @@ FAMILIES: dict[str, list[tuple[str, int, dict]]] = {
     "ConvNeXt": [("convnext_tiny", 32, {})],
     "ViT": [("vit_b_16", 32, {"image_size": 32})],
     "Swin": [("swin_t", 64, {})],
-    "MaxViT": [("maxvit_t", 64, {"input_size": (64, 64)})],
+    "MaxViT": [("maxvit_t", 224, {})],
 }
 #: the representative subset the default test run covers (one cheap model per kind of architecture)
 FAST = ["resnet18", "googlenet", "shufflenet_v2_x0_5", "mobilenet_v3_small", "regnet_y_400mf"]
@@ -66,6 +66,9 @@ def all_models() -> list[tuple[str, str, int, dict]]:
 def build(name: str, kwargs: dict) -> nn.Module:
     torch.manual_seed(0)
     model = getattr(torchvision.models, name)(weights=None, **kwargs).eval()
+    for m in model.modules():  # ViT initializes its head with zeros: every logit would be 0
+        if isinstance(m, nn.Linear) and not m.weight.detach().abs().sum():
+            nn.init.normal_(m.weight, std=0.02)
     return model
 
 

@@ -39,7 +39,7 @@ from ..modelstate import preserved
 from .canonizers import batchnorm_pairs, flag_set, fold, is_leaf, out_of_place
 from .composites import PASS_THROUGH, POOLS
 from .inputs import logits_of, resolve_target
-from .layers import BN_TYPES, CONV_TYPES, ConvLayer, DenseLayer, InputFolded, make_layer
+from .layers import BN_TYPES, CONV_TYPES, ConvLayer, DenseLayer, InputFolded, LinearLayer, make_layer
 from .ops import OpWatcher, UnsupportedModelError
 from .rules import MAX_POOL_DIMS, Gradient, Rule, WinnerTakesAll, stabilized_divide
 
@@ -401,8 +401,8 @@ class _Engine:
                         "directly before the first layer or another rule there"
                     )
                 layer = make_layer(self._module_of(name), name, a.shape)
-            if is_input:
-                layer.input_range = self.input_range
+        if is_input and isinstance(layer, LinearLayer):
+            layer.input_range = self.input_range
         recompute = linear and self._recompute(a, out, is_input)
         if deferred or recompute:
             node = _DeferredNode(self, rule, layer, None, a, is_input, name)

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..folding import batchnorm_affine
+
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -98,23 +100,6 @@ class AffineLayer(LinearLayer):
 
     def backward(self, g, w):
         return g * self._view(w, g)
-
-
-def batchnorm_affine(bn: nn.Module) -> tuple[Tensor, Tensor]:
-    """Scale ``s = gamma / sqrt(var + eps)`` and shift ``t = beta - mean * s`` of an eval BatchNorm."""
-    if bn.running_var is None or bn.running_mean is None:
-        raise ValueError(
-            f"BatchNorm {type(bn).__name__} has track_running_stats=False; its eval-mode map depends on the "
-            "batch, so it cannot be treated as a linear layer"
-        )
-    var, mean = bn.running_var.detach(), bn.running_mean.detach()
-    s = torch.rsqrt(var + bn.eps)
-    if bn.weight is not None:
-        s = s * bn.weight.detach()
-    t = -mean * s
-    if bn.bias is not None:
-        t = t + bn.bias.detach()
-    return s, t
 
 
 class InputFolded(LinearLayer):

@@ -70,7 +70,7 @@ _STRUCTURAL = {
     "type_as", "float", "double", "half", "cat", "concat", "concatenate", "stack", "hstack", "vstack",
     "channel_shuffle", "native_channel_shuffle", "pixel_shuffle", "pixel_unshuffle", "gather", "take_along_dim",
     "masked_fill", "masked_fill_", "diagonal", "tril", "triu", "unfold", "fold", "as_strided", "detach",
-    "zero_pad2d", "constant_pad_nd", "__setitem__", "copy_",
+    "zero_pad2d", "constant_pad_nd", "pad", "__setitem__", "copy_",
 }
 _POOLING = {
     "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from toolkit_core.attacks import check_classes
+from toolkit_core.folding import fold_batchnorm
 from toolkit_core.methods import Attack
 
-from .fusion import fold_batchnorm
 from .kernels import l2_step, linf_step
 
 
