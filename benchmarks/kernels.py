@@ -76,7 +76,7 @@ def main() -> int:
     for kind in ("attribution", "attack", "defense", "prior", "metric"):
         for name in tt.list_methods(kind):
             try:
-                tt.get_info(name).cls  # importing the plugin declares its kernels
+                _ = tt.get_info(name).cls  # importing the plugin declares its kernels
             except Exception:
                 pass
     import toolkit_core.features  # noqa: F401 - declares the core's kernel
@@ -95,8 +95,8 @@ def main() -> int:
         if args is None:
             args = k.examples(torch.float32, device)[0]
         try:
-            ref_t = _time(lambda: k.reference(*args))
-            tri_t = _time(lambda: k.triton(*args))
+            ref_t = _time(lambda k=k, args=args: k.reference(*args))
+            tri_t = _time(lambda k=k, args=args: k.triton(*args))
         except Exception as e:  # report, keep going
             print(f"{name:40s} failed: {type(e).__name__}: {e}")
             continue
