@@ -287,3 +287,32 @@ def test_non_finite_relevance_is_an_error_naming_the_layer():
     with pytest.raises(NonFiniteRelevanceError, match="'blow' at '2'"):
         tt.attribute(net, torch.randn(2, 3), 0, method="lrp", composite={"2": Blow(), "linear": "lrp_epsilon"})
     snap.assert_unchanged(net)
+
+
+def test_rule_registry_rejects_a_duplicate_name_naming_both_providers(monkeypatch):
+    from toolkit_core.attribution import composites
+    from toolkit_core.attribution.rules import Epsilon
+
+    class Mine(Epsilon):
+        name = "lrp_epsilon"
+
+    class FakeMethod:
+        rules = {"lrp_epsilon": Mine}
+        composites = {}
+
+    monkeypatch.setattr(composites, "_method_classes", lambda: [(FakeMethod, "torchtrust-mine")])
+    with pytest.raises(composites.DuplicateRuleError, match="'lrp_epsilon' is registered by both toolkit_core "
+                                                            "and torchtrust-mine"):
+        composites.registered_rules()
+
+    class Other:
+        rules = {"my_rule": Mine}
+        composites = {"c": {"conv": "my_rule"}}
+
+    class Again:
+        rules = {"my_rule": Epsilon}
+        composites = {}
+
+    monkeypatch.setattr(composites, "_method_classes", lambda: [(Other, "torchtrust-a"), (Again, "torchtrust-b")])
+    with pytest.raises(composites.DuplicateRuleError, match="torchtrust-a and torchtrust-b"):
+        composites.registered_rules()

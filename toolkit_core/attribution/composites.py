@@ -30,7 +30,7 @@ from .layers import BN_TYPES, CONV_TYPES
 from .rules import BUILTIN_RULES, Rule
 
 __all__ = [
-    "GROUPS", "PASS_THROUGH", "CompositeResolver", "get_rule", "get_composite", "list_rules", "list_composites",
+    "GROUPS", "PASS_THROUGH", "CompositeResolver", "DuplicateRuleError", "get_rule", "get_composite", "list_rules", "list_composites",
     "make_rule", "registered_rules", "registered_composites",
 ]
 
@@ -57,29 +57,60 @@ POSITIONS = ("first", "first_conv", "last")
 # --------------------------------------------------------------------------- rule and composite lookup
 
 
+class DuplicateRuleError(KeyError):
+    """Two providers register a rule (or composite) under the same name."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+CORE = "toolkit_core"
+
+
+def _merge(found: dict[str, tuple[Any, str]], name: str, value: Any, provider: str, what: str) -> None:
+    if name in found and found[name][0] is not value:
+        raise DuplicateRuleError(
+            f"{what} {name!r} is registered by both {found[name][1]} and {provider}; a name has one provider: "
+            f"rename one, or disable a plugin with TORCHTRUST_DISABLE_PLUGINS"
+        )
+    found.setdefault(name, (value, provider))
+
+
 def registered_rules() -> dict[str, type[Rule]]:
-    """Rules by name: the core's built-ins plus every registered attribution method's ``rules``."""
-    found = dict(BUILTIN_RULES)
-    for cls in _method_classes():
-        found.update(getattr(cls, "rules", {}) or {})
-    return found
+    """Rules by name: the core's built-ins plus every registered attribution method's ``rules``. A
+    name registered twice (by two plugins, or by a plugin and the core) raises
+    :class:`DuplicateRuleError` naming both providers."""
+    found: dict[str, tuple[Any, str]] = {n: (c, CORE) for n, c in BUILTIN_RULES.items()}
+    for cls, provider in _method_classes():
+        for name, rule in (getattr(cls, "rules", {}) or {}).items():
+            _merge(found, name, rule, provider, "rule")
+    return {n: v for n, (v, _) in found.items()}
 
 
 def registered_composites() -> dict[str, dict]:
-    """Composites by name from every registered attribution method's ``composites``."""
-    found: dict[str, dict] = {}
-    for cls in _method_classes():
-        found.update(getattr(cls, "composites", {}) or {})
-    return found
+    """Composites by name from every registered attribution method's ``composites`` (duplicates
+    raise :class:`DuplicateRuleError`)."""
+    found: dict[str, tuple[Any, str]] = {}
+    for cls, provider in _method_classes():
+        for name, comp in (getattr(cls, "composites", {}) or {}).items():
+            _merge(found, name, comp, provider, "composite")
+    return {n: v for n, (v, _) in found.items()}
 
 
-def _method_classes() -> list[type]:
+def _method_classes() -> list[tuple[type, str]]:
+    """``(class, provider)`` of every registered attribution method (deduplicated by class)."""
     try:
         from ..catalog import get_info, list_methods
 
-        return [get_info(n).cls for n in list_methods("attribution")]
+        infos = [get_info(n) for n in list_methods("attribution")]
     except Exception:  # no registry available: built-ins only
         return []
+    seen, out = set(), []
+    for info in infos:
+        if info.cls not in seen:
+            seen.add(info.cls)
+            out.append((info.cls, info.provider or info.cls.__module__))
+    return out
 
 
 def list_rules() -> list[str]:
