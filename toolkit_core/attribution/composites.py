@@ -30,7 +30,8 @@ from .layers import BN_TYPES, CONV_TYPES
 from .rules import BUILTIN_RULES, Rule
 
 __all__ = [
-    "GROUPS", "PASS_THROUGH", "CompositeResolver", "DuplicateRuleError", "get_rule", "get_composite", "list_rules", "list_composites",
+    "GROUPS", "PASS_THROUGH", "CompositeResolver", "DuplicateRuleError", "get_rule", "get_composite", "list_rules",
+    "list_composites",
     "make_rule", "registered_rules", "registered_composites",
 ]
 
