@@ -3,6 +3,7 @@
     python benchmarks/seed_pool.py calibration         # reliability diagrams, docs/figures/calibration.png
     python benchmarks/seed_pool.py feature_complexity  # docs/figures/feature_complexity.png
     python benchmarks/seed_pool.py cuda_figure         # docs/figures/cuda_unlearnable.png (clean vs poisoned)
+    python benchmarks/seed_pool.py mahalanobis         # AUROC table, docs/figures/mahalanobis.png
 
 calibration: a DigitsCNN trained for a few epochs and one trained far longer (over-confident), their
 ECE/MCE/Brier/NLL on the digits test split, and the reliability diagram of each.
@@ -115,13 +116,58 @@ def cuda_figure() -> dict:
     return {"filters": src.filters.tolist()}
 
 
+def mahalanobis_study() -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torchtrust_mahalanobis import Mahalanobis
+
+    from toolkit_core.catalog import create
+    from toolkit_core.data import load_digits
+    from toolkit_core.detection import auroc
+    from toolkit_core.models import digits_model
+
+    model = digits_model()
+    xtr, ytr = load_digits(16, "train", seed=0).tensors
+    xte, yte = load_digits(16, "test", seed=0).tensors
+    g = torch.Generator().manual_seed(0)
+    abnormal = {
+        "uniform noise": torch.rand(xte.shape, generator=g),
+        "upside-down digits": xte.flip(2),
+        "FGSM eps 0.1": create("fgsm", eps=0.1)(model, xte, yte),
+        "PGD-10 eps 0.1": create("pgd", eps=0.1, steps=10)(model, xte, yte),
+    }
+    variants = {
+        "penultimate": Mahalanobis(),
+        "ensemble (3 layers)": Mahalanobis(layers=["features.2", "features.5", "relu"]),
+        "ensemble + pre-processing (eps 0.01)": Mahalanobis(layers=["features.2", "features.5", "relu"],
+                                                            epsilon=0.01),
+    }
+    out: dict = {}
+    for vname, det in variants.items():
+        det.fit(model, (xtr, ytr))
+        normal = det.score(model, xte)
+        out[vname] = {k: auroc(normal, det.score(model, v)) for k, v in abnormal.items()}
+    fig, ax = plt.subplots(figsize=(8, 3.6), layout="constrained")
+    width = 0.8 / len(variants)
+    for i, (vname, row) in enumerate(out.items()):
+        ax.bar([j + i * width for j in range(len(abnormal))], list(row.values()), width, label=vname)
+    ax.set_xticks([j + width * (len(variants) - 1) / 2 for j in range(len(abnormal))], list(abnormal))
+    ax.set_ylabel("AUROC (test digits vs abnormal)")
+    ax.set_ylim(0.4, 1.0)
+    fig.legend(loc="outside lower center", ncol=3, frameon=False, fontsize=8)
+    fig.savefig(FIGURES / "mahalanobis.png", dpi=110)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("study", choices=["calibration", "feature_complexity", "cuda_figure"])
+    parser.add_argument("study", choices=["calibration", "feature_complexity", "cuda_figure", "mahalanobis"])
     args = parser.parse_args()
     torch.set_num_threads(1)
     studies = {"calibration": calibration_study, "feature_complexity": feature_complexity_study,
-               "cuda_figure": cuda_figure}
+               "cuda_figure": cuda_figure, "mahalanobis": mahalanobis_study}
     result = studies[args.study]()
     print(json.dumps(result, indent=2))
 

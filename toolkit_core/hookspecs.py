@@ -222,6 +222,37 @@ def torchtrust_register_datasets(register: Register) -> None:
             register(Blobs)
     """
 
+
+@hookspec
+def torchtrust_register_detectors(register: Register) -> None:
+    """Register detectors of out-of-distribution or adversarial inputs (kind ``detector``).
+
+    Classes subclass :class:`toolkit_core.methods.Detector` and implement ``fit(model, data) -> self``
+    (statistics of the in-distribution training data, a DataLoader or an ``(x, y)`` tuple) and
+    ``score(model, x) -> Tensor`` of shape ``(B,)``: finite, **higher = more likely abnormal**
+    (out-of-distribution or adversarial). Both leave the model and ``x`` unchanged. ``detect`` turns
+    scores into a decision at a threshold; :func:`toolkit_core.detection.auroc` rates a detector on
+    normal vs abnormal inputs.
+
+    Example::
+
+        class MaxSoftmax(Detector):
+            name = "max_softmax"
+            summary = "Negative maximum softmax probability (Hendrycks & Gimpel 2017)."
+            citation = "arXiv:1610.02136"
+
+            def fit(self, model, data):
+                return self  # nothing to learn
+
+            def score(self, model, x):
+                with torch.no_grad():
+                    return -torch.softmax(model(x), 1).amax(1)
+
+        @hookimpl
+        def torchtrust_register_detectors(register):
+            register(MaxSoftmax)
+    """
+
 #: Kind name -> hook name, derived from the table of kinds (:mod:`toolkit_core.kinds`).
 KIND_HOOKS: dict[str, str] = {k.name: k.hook for k in _KIND_TABLE}
 KINDS: tuple[str, ...] = KIND_NAMES

@@ -47,6 +47,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("prior", "torchtrust_register_priors", "Prior", "priors", "prior", "_check_prior"),
     Kind("metric", "torchtrust_register_metrics", "Metric", "metrics", "metric", "_check_metric"),
     Kind("dataset", "torchtrust_register_datasets", "DataSource", None, "dataset", "_check_dataset"),
+    Kind("detector", "torchtrust_register_detectors", "Detector", None, "detector", "_check_detector"),
 )
 
 #: The kind names, in table order.

@@ -399,5 +399,27 @@ class DataSource(Method):
     def loaders(self, batch_size: int = 256, seed: int = 0):  # pragma: no cover - abstract
         raise NotImplementedError
 
+
+class Detector(Method):
+    """A detector of abnormal (out-of-distribution or adversarial) inputs.
+
+    ``fit(model, data) -> self`` learns from in-distribution training data; ``score(model, x)``
+    returns a ``(B,)`` tensor, higher = more abnormal. Detectors are a kind of their own rather than
+    metrics: they hold state fitted on training data and score single inputs, which an attack or a
+    deployment pipeline consumes; a metric only reduces a model and a data set to numbers.
+    """
+
+    kind: ClassVar[str] = "detector"
+
+    def fit(self, model, data):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def score(self, model, x):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def detect(self, model, x, threshold: float):
+        """Boolean ``(B,)``: ``score > threshold``."""
+        return self.score(model, x) > threshold
+
 #: Kind name -> base class, derived from the table of kinds (:mod:`toolkit_core.kinds`).
 BASES: dict[str, type[Method]] = {k.name: globals()[k.base] for k in KINDS}

@@ -185,6 +185,19 @@ def _check_dataset(source) -> None:
     assert torch.equal(again, next(iter(source.loaders(batch_size=16, seed=0)[1]))[0]), (
         f"{source.name}: the same seed must give the same data")
 
+
+def _check_detector(detector) -> None:
+    model = contract_model()
+    snap = ModelSnapshot.take(model)
+    x, y = _contract_batch(32)
+    x0 = x.clone()
+    assert detector.fit(model, (x, y)) is detector, f"{detector.name}: fit must return self"
+    s = detector.score(model, x)
+    assert isinstance(s, torch.Tensor) and s.shape == (len(x),), f"{detector.name}: score must have shape (B,)"
+    assert torch.isfinite(s).all(), f"{detector.name}: non-finite scores"
+    assert torch.equal(x, x0), f"{detector.name}: the input tensor was modified"
+    snap.assert_unchanged(model)
+
 # --------------------------------------------------------------------------- kernels
 
 _KERNEL_SCRIPT = textwrap.dedent(
