@@ -301,6 +301,19 @@ def test_4_bad_checkpoint_is_one_line_naming_the_file_and_runs_nothing(tmp_path,
     assert not (tmp_path / "code-ran").exists()
 
 
+@pytest.mark.parametrize("kind", ["empty", "truncated", "planted"])
+def test_4_a_users_model_checkpoint_that_is_bad_is_one_line(tmp_path, kind):
+    from toolkit_core.training.checkpoint import CheckpointError
+    from toolkit_core.workloads.models import load_checkpoint
+
+    path = _bad_files(tmp_path)[kind]
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(DigitsCNN(), path)
+    msg = _one_line(err.value)
+    assert str(path) in msg and "torch.save(model.state_dict(), path)" in msg
+    assert not (tmp_path / "code-ran").exists()
+
+
 def test_4_resuming_fit_from_a_truncated_checkpoint_says_so(tmp_path):
     from toolkit_core.training import fit
     from toolkit_core.training.checkpoint import CheckpointError

@@ -31,14 +31,15 @@ class CheckpointError(TorchtrustError, ValueError):
     """A checkpoint file that cannot be used: empty, truncated, corrupt, foreign, or from another run."""
 
 
-def load_file(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+def load_file(path: str | os.PathLike, map_location: str | torch.device = "cpu", what: str | None = None) -> Any:
     """``torch.load(path, weights_only=True)`` with one-line errors that name the file.
 
     Never unpickles arbitrary objects: a file holding anything but tensors and plain containers is
-    refused (loading it could run code), not loaded with ``weights_only=False``.
+    refused (loading it could run code), not loaded with ``weights_only=False``. ``what``: what the
+    user should do, ending each message (default: delete the file, torchtrust rewrites it).
     """
     path = Path(path)
-    what = "delete it (or move it away) and run again; torchtrust rewrites it"
+    what = what or "delete it (or move it away) and run again; torchtrust rewrites it"
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -55,8 +56,8 @@ def load_file(path: str | os.PathLike, map_location: str | torch.device = "cpu")
         text = str(exc)
         if isinstance(exc, pickle.UnpicklingError) and "weights_only" in text:
             raise CheckpointError(
-                f"checkpoint {path} holds objects other than tensors and plain containers and was refused "
-                f"(loading it could run code); it was not written by torchtrust: {what}"
+                f"checkpoint {path} holds objects other than tensors and plain containers and was refused by "
+                f"torch.load(weights_only=True) (loading it could run code): {what}"
             ) from None
         if isinstance(exc, (EOFError, OSError)) or "zip archive" in text or "central directory" in text \
                 or "PytorchStreamReader" in text:

@@ -209,7 +209,10 @@ def _factory(target: str, spec: ModelSpec) -> nn.Module:
 def load_checkpoint(net: nn.Module, path: str | Path) -> None:
     """Load a state dict into ``net`` (``weights_only=True``); raise naming missing/unexpected keys."""
     path = Path(path).expanduser()
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from ..training.checkpoint import load_file
+
+    state = load_file(path, map_location="cpu",
+                      what="save the weights again with torch.save(model.state_dict(), path) and pass that file")
     if isinstance(state, dict):
         for key in ("state_dict", "model", "model_state_dict"):
             if key in state and isinstance(state[key], dict):
