@@ -575,7 +575,8 @@ def write_report(path: Path, args, grid_all, ratios, skipped, enh, mx, figs, fig
     path.write_text("\n".join(lines) + "\n")
 
 
-def run(quick: bool = False, out: Path | None = None, figures: Path | None = None, verbose: bool = True) -> dict:
+def run(quick: bool = False, out: Path | None = None, figures: Path | None = None, verbose: bool = True,
+        bases: int | None = None) -> dict:
     """Run the three studies; write the markdown report and figures; return the raw results."""
     log = print if verbose else (lambda *a, **k: None)
     out = out or ROOT / "docs" / "results" / "generalization.md"
@@ -584,7 +585,7 @@ def run(quick: bool = False, out: Path | None = None, figures: Path | None = Non
     figures.mkdir(parents=True, exist_ok=True)
     t0, c0 = time.perf_counter(), time.process_time()
     log("[1/3] grid of models")
-    grid, ratios, skipped = grid_study(quick, log)
+    grid, ratios, skipped = grid_study(quick, log, bases)
     log("[2/3] itid_enhance")
     enh = enhance_study(quick, log)
     log("[3/3] shortcut / weight decay and maxent")
@@ -607,10 +608,12 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="9 models (3 factors), 2 seeds, fewer steps (< 2 min)")
     ap.add_argument("--out", type=Path, default=None, help="markdown report (default docs/results/generalization.md)")
     ap.add_argument("--figures", type=Path, default=None, help="figure directory (default docs/figures)")
+    ap.add_argument("--bases", type=int, default=None,
+                    help="random settings of the other factors per factor (default 3; quick 1): 7 x 3 x bases models")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest on a shared machine)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    run(args.quick, args.out, args.figures)
+    run(args.quick, args.out, args.figures, bases=args.bases)
     return 0
 
 
