@@ -94,6 +94,18 @@ def test_5_metric_leaves_model_and_input_bit_identical(name):
     assert torch.equal(x, x0) and torch.equal(y, y0)
 
 
+@pytest.mark.parametrize("name", toolkit_core.list_methods("detector"))
+def test_5_detector_leaves_model_and_input_bit_identical(name):
+    model, (x, y) = _hostile_model(), _batch(32)
+    snap, x0, y0 = ModelSnapshot.take(model), x.clone(), y.clone()
+    detector = toolkit_core.create(name, **toolkit_core.get_info(name).cls.contract_params())
+    _quiet(detector.fit, model, (x, y))
+    s = _quiet(detector.score, model, x)
+    assert s.shape == (32,) and torch.isfinite(s).all()
+    snap.assert_unchanged(model)
+    assert torch.equal(x, x0) and torch.equal(y, y0)
+
+
 def test_5_evaluate_robustness_leaves_model_and_input_bit_identical():
     model, (x, y) = _hostile_model(), _batch(16)
     snap, x0 = ModelSnapshot.take(model), x.clone()

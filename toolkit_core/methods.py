@@ -356,9 +356,15 @@ class Metric(Method):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Every ``compute`` a subclass defines runs guarded: model and caller's tensors come back unchanged."""
         super().__init_subclass__(**kwargs)
-        fn = cls.__dict__.get("compute")
+        _guard_methods(cls, ("compute",))
+
+
+def _guard_methods(cls: type, names: tuple[str, ...]) -> None:
+    """Wrap the methods ``names`` that ``cls`` itself defines with :func:`_guarded_compute` (once)."""
+    for name in names:
+        fn = cls.__dict__.get(name)
         if fn is not None and not getattr(fn, "_torchtrust_guarded", False):
-            cls.compute = _guarded_compute(fn)
+            setattr(cls, name, _guarded_compute(fn))
 
 
 def _guarded_compute(fn: Callable) -> Callable:
@@ -420,6 +426,11 @@ class Detector(Method):
     def detect(self, model, x, threshold: float):
         """Boolean ``(B,)``: ``score > threshold``."""
         return self.score(model, x) > threshold
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """``fit`` and ``score`` run guarded: model and caller's tensors come back unchanged."""
+        super().__init_subclass__(**kwargs)
+        _guard_methods(cls, ("fit", "score"))
 
 #: Kind name -> base class, derived from the table of kinds (:mod:`toolkit_core.kinds`).
 BASES: dict[str, type[Method]] = {k.name: globals()[k.base] for k in KINDS}
