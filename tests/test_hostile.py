@@ -115,6 +115,18 @@ def test_5_evaluate_robustness_leaves_model_and_input_bit_identical():
     assert torch.equal(x, x0)
 
 
+@pytest.mark.parametrize("method", ["gradient", "gbp", "lrp"])
+def test_5_layerwise_leaves_model_and_input_bit_identical(method):
+    from toolkit_core.attribution import layerwise
+
+    model, (x, y) = _hostile_model(), _batch()
+    snap, x0 = ModelSnapshot.take(model), x.clone()
+    res = _quiet(layerwise, model, x, y, method=method)
+    assert res.attribution.shape == x.shape and torch.isfinite(res.attribution).all() and res.relevance
+    snap.assert_unchanged(model)
+    assert torch.equal(x, x0)
+
+
 def test_5_gradient_in_train_mode_keeps_batchnorm_statistics():
     model, (x, y) = _hostile_model(), _batch()
     bn = model.features[2]

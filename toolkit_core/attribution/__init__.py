@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..modelstate import preserved
 from .inputs import check_input, logits_of, resolve_target
 
 __all__ = [
@@ -100,14 +99,14 @@ def layerwise(
     ``relevance`` and ``signal`` dicts, ``logits`` and ``target``.
     """
     from ..catalog import resolve
+    from ..modelstate import check_model, guarded
     from .base import ModifiedBackprop
     from .engine import run_engine
 
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_model(model)
     x = check_input(x)
     if method in ("gradient", "input_x_gradient"):
-        with preserved(model):
+        with guarded(model, (x,)):
             return run_engine(
                 model, x, target, lambda name, module: "gradient", method=method,
                 multiply_input=method == "input_x_gradient", record=record, inject=inject, inject_kind=inject_kind,
@@ -115,5 +114,5 @@ def layerwise(
     m = resolve(method, kind="attribution", **params)
     if not isinstance(m, ModifiedBackprop):
         raise TypeError(f"layer-wise relevance needs a modified-backprop method, got {m.name!r}")
-    with preserved(model):
+    with guarded(model, (x,)):
         return m.layerwise(model, x, target, record=record, inject=inject, inject_kind=inject_kind)
