@@ -295,6 +295,9 @@ class Attack(Method):
     """
 
     kind: ClassVar[str] = "attack"
+    #: False for score-based (black-box) attacks that only call the forward pass; robustness
+    #: evaluation compares them with the gradient-based ones to detect gradient masking.
+    uses_gradients: ClassVar[bool] = True
 
     def perturb(self, model, x, y):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -10,9 +10,22 @@ METHODS.md section 2, as in AutoAttack, Croce & Hein 2020, arXiv:2003.01690)::
     worst_i    = clean_i and for all A: [argmax f(A(x_i)) == y_i] (robust only if it survives every attack)
 
 so ``worst_case_accuracy <= min_A accuracy[A] <= clean_accuracy``. The model is evaluated in eval
-mode (and handed back unchanged); a model found in train mode, or whose forward pass is random
-(two forwards of the same batch differ), triggers a warning, because robust accuracy is then not
-well defined (a random forward calls for expectation-over-transformation attacks).
+mode (and handed back unchanged). Batches are moved to the device one at a time: the data set is
+never loaded whole.
+
+**Gradient-masking checks** (Athalye, Carlini & Wagner 2018, arXiv:1802.00420; Carlini et al. 2019,
+arXiv:1902.06705, section 4): the result's ``warnings`` (also issued as Python warnings and shown in
+the table) flag
+
+* a model found in train mode, or a forward pass that is random (two forwards of the same batch
+  differ): robust accuracy is then not well defined;
+* a black-box attack (``uses_gradients = False``) reaching lower accuracy than every gradient-based one;
+* a single-step attack (no ``steps``, or ``steps = 1``) stronger than an iterative one of the same norm
+  and at least the same ``eps``, e.g. FGSM beating PGD;
+* with ``checks=True``, on up to ``check_points`` correctly classified points of the first batch, the
+  first iterative gradient-based attack rerun at ``eps * (0.5, 1, 2)``: accuracy that does not fall as
+  eps grows, and at an unbounded radius (L-inf 1, L2 ``sqrt(d)``: the whole image box) accuracy that
+  does not reach 0. A step size ``alpha``, if the attack has one, is scaled with eps.
 
 Example::
 
@@ -59,6 +72,13 @@ class RobustnessResult:
     robust: dict[str, torch.Tensor]
     params: dict[str, dict[str, Any]]
     seconds: dict[str, float]
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    #: composite attacks (e.g. an ensemble): per member, ``(N,)`` bool "first broken by it"
+    components: dict[str, dict[str, torch.Tensor]] = dataclasses.field(default_factory=dict)
+    #: composite attacks: per-sample forward and backward passes spent
+    passes: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    #: the eps sweep of the checks: ``{"attack": label, "eps": [...], "accuracy": [...]}``
+    sweep: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -95,7 +115,14 @@ class RobustnessResult:
                 for k, acc in self.accuracy.items()
             },
             "worst_case_accuracy": self.worst_case_accuracy,
+            "warnings": list(self.warnings),
         }
+        for k in self.components:  # robust accuracy after each member, cumulative
+            out["attacks"][k]["components"] = self.component_accuracy(k)
+        for k, p in self.passes.items():
+            out["attacks"][k]["passes"] = dict(p)
+        if self.sweep:
+            out["sweep"] = dict(self.sweep)
         if per_point:
             out["per_point"] = {
                 "clean": self.clean.tolist(),
@@ -115,11 +142,21 @@ class RobustnessResult:
         rows.append(("worst case (all attacks)", self.worst_case_accuracy, ""))
         return rows
 
+    def component_accuracy(self, label: str) -> dict[str, float]:
+        """Robust accuracy after each member of composite attack ``label``, cumulative, in order."""
+        alive = self.clean.clone()
+        out = {}
+        for sub, b in self.components.get(label, {}).items():
+            alive &= ~b
+            out[sub] = float(alive.float().mean()) if self.n else float("nan")
+        return out
+
     def __str__(self) -> str:
         rows = self.rows()
         w = max(len(r[0]) for r in rows)
         lines = [f"robustness on {self.n} points", f"{'':{w}}  accuracy  attack"]
         lines += [f"{label:<{w}}  {acc:8.4f}  {details}".rstrip() for label, acc, details in rows]
+        lines += [f"warning: {msg}" for msg in self.warnings]
         return "\n".join(lines)
 
     def __rich__(self):
@@ -131,6 +168,11 @@ class RobustnessResult:
         table.add_column("attack")
         for label, acc, details in self.rows():
             table.add_row(label, f"{acc:.4f}", details)
+        if self.warnings:
+            from rich.console import Group
+            from rich.text import Text
+
+            return Group(table, *(Text(f"warning: {m}", style="yellow") for m in self.warnings))
         return table
 
 
@@ -177,19 +219,118 @@ def _model_device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def _check_determinism(model: nn.Module, x: torch.Tensor) -> None:
+def _check_determinism(model: nn.Module, x: torch.Tensor) -> str | None:
     with torch.no_grad():
         a, b = model(x), model(x)
     scale = 1.0 + float(a.abs().max())
     diff = float((a - b).abs().max())
     if diff > 1e-4 * scale:
-        warnings.warn(
+        return (
             f"the model's forward pass is random: two forwards of the same batch differ by up to {diff:.3g}. "
             "Robust accuracy under deterministic attacks is then unreliable (gradients are noisy and the "
-            "final prediction is a sample); make the forward deterministic or use an EOT attack.",
-            RuntimeWarning,
-            stacklevel=3,
+            "final prediction is a sample); make the forward deterministic or use an EOT attack."
         )
+    return None
+
+
+def _steps(attack: Attack) -> int:
+    return int(getattr(attack, "steps", 1) or 1)
+
+
+def _is_composite(attack: Attack) -> bool:
+    return callable(getattr(attack, "details", None))
+
+
+def _with_eps(attack: Attack, eps: float) -> Attack:
+    """A copy of ``attack`` at radius ``eps`` (step size ``alpha`` scaled alike)."""
+    params = {p.name: getattr(attack, p.name) for p in attack.info.parameters if hasattr(attack, p.name)}
+    old = float(params["eps"])
+    params["eps"] = float(eps)
+    if "alpha" in params and old > 0:
+        params["alpha"] = float(params["alpha"]) * eps / old
+    return type(attack)(**params)
+
+
+def _comparison_warnings(res: RobustnessResult, resolved: Mapping[str, Attack]) -> list[str]:
+    """Black box beating white box; single-step beating iterative (needs one point of margin)."""
+    out: list[str] = []
+    if not res.n:
+        return out
+    acc = res.accuracy
+    tol = 0.5 / res.n
+    white = {k: a for k, a in resolved.items() if a.uses_gradients}
+    black = {k: a for k, a in resolved.items() if not a.uses_gradients}
+    if white and black:
+        best_white = min(acc[k] for k in white)
+        for k in black:
+            if acc[k] < best_white - tol:
+                out.append(
+                    f"gradient masking? the black-box attack {k} (accuracy {acc[k]:.4f}) beats every gradient-based "
+                    f"attack (best {best_white:.4f}): gradients may be obfuscated (Athalye et al. 2018); "
+                    "evaluate with BPDA/EOT or adaptive attacks."
+                )
+    for k1, a1 in white.items():
+        for k2, a2 in white.items():
+            if k1 == k2 or _is_composite(a1) or _is_composite(a2):
+                continue
+            if _steps(a1) != 1 or _steps(a2) <= 1:
+                continue
+            if getattr(a1, "norm", "linf") != getattr(a2, "norm", "linf"):
+                continue
+            e1, e2 = getattr(a1, "eps", None), getattr(a2, "eps", None)
+            if e1 is None or e2 is None or e2 < e1:
+                continue
+            alpha = getattr(a2, "alpha", None)
+            if alpha is not None and alpha * _steps(a2) < e2:  # the iterative attack cannot reach its radius
+                continue
+            if acc[k1] < acc[k2] - tol:
+                out.append(
+                    f"gradient masking? the single-step attack {k1} (accuracy {acc[k1]:.4f}) beats the iterative "
+                    f"{k2} ({acc[k2]:.4f}) at no larger eps: iterative attacks should be stronger; the loss surface "
+                    "may be masked near the data (check random starts and step sizes)."
+                )
+    return out
+
+
+def _sweep_warnings(model, x, y, resolved: Mapping[str, Attack], points: int) -> tuple[list[str], dict[str, Any]]:
+    """Rerun the first iterative gradient-based attack at 0.5x, 1x, 2x eps and unbounded."""
+    cand = [
+        (k, a) for k, a in resolved.items()
+        if a.uses_gradients and not _is_composite(a) and _steps(a) > 1 and float(getattr(a, "eps", 0) or 0) > 0
+    ]
+    if not cand:
+        return [], {}
+    label, attack = cand[0]
+    with torch.no_grad():
+        ok = model(x).argmax(1) == y
+    x, y = x[ok][:points], y[ok][:points]
+    n = len(y)
+    if n == 0:
+        return [], {}
+    eps = float(attack.eps)
+    norm = getattr(attack, "norm", "linf")
+    unbounded = 1.0 if norm != "l2" else float(x[0].numel()) ** 0.5
+    radii = [0.5 * eps, eps, 2 * eps, unbounded]
+    accs = []
+    for e in radii:
+        x_adv = _with_eps(attack, e)(model, x, y)
+        with torch.no_grad():
+            accs.append(float((model(x_adv).argmax(1) == y).float().mean()))
+    tol = 1.0 / n + 1e-9
+    out = []
+    finite = accs[:3]
+    rising = any(b > a + tol for a, b in zip(finite, finite[1:]))
+    if rising or (finite[0] > 0 and finite[-1] >= finite[0]):
+        out.append(
+            f"gradient masking? accuracy under {label} does not fall as eps grows "
+            f"(eps {', '.join(f'{e:.4g}' for e in radii[:3])}: {', '.join(f'{a:.3f}' for a in finite)} on {n} points)."
+        )
+    if accs[3] > 0:
+        out.append(
+            f"gradient masking? {label} with an unbounded radius (eps {unbounded:.4g}, the whole input box) leaves "
+            f"accuracy {accs[3]:.3f} on {n} points instead of 0: the attack is not finding existing adversarial inputs."
+        )
+    return out, {"attack": label, "eps": radii, "accuracy": accs, "points": n}
 
 
 def evaluate_robustness(
@@ -201,6 +342,8 @@ def evaluate_robustness(
     limit: int | None = None,
     progress: bool = False,
     num_threads: int | None = None,
+    checks: bool = True,
+    check_points: int = 32,
 ) -> RobustnessResult:
     """Clean accuracy, accuracy under each attack and the per-point worst case over all attacks.
 
@@ -211,7 +354,10 @@ def evaluate_robustness(
     correctly (a misclassified point is not robust whatever the attack does).
     ``limit``: evaluate at most this many points. ``progress``: show a progress bar.
     ``num_threads``: torch CPU threads during the evaluation (restored afterwards); ``1`` is often
-    much faster for small models on a shared machine.
+    much faster for small models on a shared machine. ``checks``: run the eps sweep of the
+    gradient-masking checks (module docstring) on ``check_points`` points of the first batch; the
+    other checks always run. Warnings land in ``result.warnings`` and are issued as ``RuntimeWarning``
+    (train mode: ``UserWarning``).
     Returns a :class:`RobustnessResult` (prints as a table; ``to_dict``/``to_json``).
     """
     check_model(model)
@@ -221,13 +367,18 @@ def evaluate_robustness(
         raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
     resolved = _resolve_attacks(attacks)
     device = torch.device(device) if device is not None else _model_device(model)
+    notes: list[str] = []
     if model.training:
-        warnings.warn(
+        msg = (
             "the model is in train mode; evaluate_robustness evaluates it in eval mode (attacks always run "
-            "in eval mode) and restores train mode afterwards. Call model.eval() to silence this warning.",
-            UserWarning,
-            stacklevel=2,
+            "in eval mode) and restores train mode afterwards. Call model.eval() to silence this warning."
         )
+        notes.append(msg)
+        warnings.warn(msg, UserWarning, stacklevel=2)
+    issued = len(notes)
+    sweep: dict[str, Any] = {}
+    components: dict[str, dict[str, list[torch.Tensor]]] = {}
+    passes: dict[str, dict[str, int]] = {}
     clean: list[torch.Tensor] = []
     robust: dict[str, list[torch.Tensor]] = {k: [] for k in resolved}
     seconds = dict.fromkeys(resolved, 0.0)
@@ -250,7 +401,12 @@ def evaluate_robustness(
                     x, y = x[: limit - seen], y[: limit - seen]
                 x, y = x.to(device), y.to(device)
                 if seen == 0:
-                    _check_determinism(model, x)
+                    msg = _check_determinism(model, x)
+                    if msg:
+                        notes.append(msg)
+                    if checks and not msg:
+                        found, sweep = _sweep_warnings(model, x, y, resolved, check_points)
+                        notes.extend(found)
                 with torch.no_grad():
                     ok = model(x).argmax(1) == y
                 clean.append(ok.cpu())
@@ -263,6 +419,18 @@ def evaluate_robustness(
                         with torch.no_grad():
                             surv[idx] = model(x_adv).argmax(1) == y[idx]
                         seconds[label] += time.perf_counter() - t0
+                    if _is_composite(attack):
+                        det = attack.details() if len(idx) else None
+                        comp = components.setdefault(label, {})
+                        for sub in det["broken"] if det else comp:
+                            full = torch.zeros_like(ok)
+                            if det:
+                                full[idx] = det["broken"][sub].to(full.device)
+                            comp.setdefault(sub, [torch.zeros(seen, dtype=torch.bool)]).append(full.cpu())
+                        if det:
+                            p = passes.setdefault(label, {"forward": 0, "backward": 0})
+                            p["forward"] += int(det.get("forward", 0))
+                            p["backward"] += int(det.get("backward", 0))
                     robust[label].append(surv.cpu())
                 seen += len(y)
                 if bar is not None:
@@ -273,9 +441,17 @@ def evaluate_robustness(
             bar.stop()
     if not clean:
         raise ValueError("data yielded no batches: nothing to evaluate")
-    return RobustnessResult(
+    res = RobustnessResult(
         clean=torch.cat(clean),
         robust={k: torch.cat(v) for k, v in robust.items()},
         params={k: _attack_params(a) for k, a in resolved.items()},
         seconds=seconds,
+        components={k: {s: torch.cat(v)[: seen] for s, v in c.items()} for k, c in components.items()},
+        passes=passes,
+        sweep=sweep,
     )
+    notes.extend(_comparison_warnings(res, resolved))
+    for msg in notes[issued:]:
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+    res.warnings = notes
+    return res

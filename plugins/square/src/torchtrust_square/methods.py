@@ -80,6 +80,7 @@ class Square(Attack):
     name = "square"
     summary = "Square Attack: query-efficient black-box random search (L-inf, L2), no gradients."
     citation = "arXiv:1912.00049"
+    uses_gradients = False
 
     def __init__(
         self,
