@@ -97,6 +97,18 @@ ATTACK_DEFAULTS: dict[str, dict[str, Any]] = {
     "fgsm": {"eps": 0.1},
     "pgd": {"eps": 0.1, "alpha": 0.025, "steps": 20, "restarts": 1, "seed": 0},
     "apgd": {"eps": 0.1, "steps": 50, "seed": 0},
+    "apgd_t": {"eps": 0.1, "steps": 50, "n_target_classes": 9, "seed": 0},
+    "fab": {"eps": 0.1, "steps": 50, "n_target_classes": 9, "seed": 0},
+    "square": {"eps": 0.1, "n_queries": 1000, "seed": 0},
+    "autoattack": {"eps": 0.1, "version": "standard", "seed": 0},
+}
+#: Quick mode (CI): smaller budgets, merged over ATTACK_DEFAULTS.
+QUICK_ATTACK_PARAMS: dict[str, dict[str, Any]] = {
+    "apgd_t": {"steps": 10, "n_target_classes": 3},
+    "fab": {"steps": 10, "n_target_classes": 3},
+    "square": {"n_queries": 100},
+    "autoattack": {"attacks": [["apgd", {"steps": 20}], ["apgd_t", {"steps": 10, "n_target_classes": 3}],
+                               ["fab", {"steps": 10, "n_target_classes": 3}], ["square", {"n_queries": 100}]]},
 }
 #: Extra variants added to the default experiment next to every installed method's defaults.
 DEFAULT_VARIANTS: dict[str, list[dict[str, Any]]] = {
@@ -104,6 +116,8 @@ DEFAULT_VARIANTS: dict[str, list[dict[str, Any]]] = {
     "lrp": [{"composite": "epsilon_plus_flat"}, {"rule": "lrp_zplus"}],
 }
 QUICK_ATTACK_STEPS = {"pgd": 10, "apgd": 20}
+#: Quick mode runs these only inside the AutoAttack ensemble (its per-member breakdown is reported).
+QUICK_SKIP_ATTACKS = ("apgd_t", "fab", "square")
 
 
 @dataclasses.dataclass
@@ -224,10 +238,14 @@ def default_methods(kind: str, quick: bool) -> list[MethodSpec]:
     specs = []
     for name in names:
         params: dict[str, Any] = {}
+        if kind == "attack" and quick and name in QUICK_SKIP_ATTACKS and "autoattack" in names:
+            continue
         if kind == "attack":
             params = dict(ATTACK_DEFAULTS.get(name, {}))
             if quick and name in QUICK_ATTACK_STEPS:
                 params["steps"] = QUICK_ATTACK_STEPS[name]
+            if quick:
+                params.update(QUICK_ATTACK_PARAMS.get(name, {}))
         specs.append(MethodSpec(name, params))
         specs += [MethodSpec(name, {**params, **extra}) for extra in DEFAULT_VARIANTS.get(name, [])]
     if kind == "defense" and quick:  # quick: the seed paper's defense only (and plain training)
