@@ -10,7 +10,15 @@ noisy), each reported as the median over ``--repeats`` rounds:
   package is installed (it is not a dependency). Target for ``pgd / torchattacks``: <= 0.9.
 * also printed: APGD-CE with 10 iterations and FGSM, as ratios to the floor.
 
+AutoAttack overhead (same model; labels are the model's own predictions, so every point starts
+correctly classified): ``autoattack`` (version ``standard``: APGD-CE, APGD-T, FAB-T, Square, with
+``--aa-steps`` iterations and ``--aa-queries`` Square queries; 100 and 5000 are the reference budget)
+against the sum of its parts: each member run alone, in the same rounds, on exactly the points the
+ensemble gave it (those still robust). Target for ``autoattack / sum of parts``: <= 1.05. The forward
+and backward passes (per sample) of the ensemble and of its members are printed too.
+
     python benchmarks/attacks.py [--repeats 7] [--batch 64] [--size 32] [--steps 10] [--threads N]
+                                 [--aa-batch 32] [--aa-steps 100] [--aa-queries 5000] [--aa-repeats 3]
 """
 
 from __future__ import annotations
@@ -37,6 +45,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--aa-batch", type=int, default=32)
+    parser.add_argument("--aa-steps", type=int, default=100)
+    parser.add_argument("--aa-queries", type=int, default=5000)
+    parser.add_argument("--aa-repeats", type=int, default=3)
+    parser.add_argument("--skip-pgd", action="store_true", help="only the AutoAttack overhead")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -47,6 +60,12 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None, num_classes=10).eval()
+    if not args.skip_pgd:
+        _pgd(args, model, tt)
+    _autoattack(args, model, tt)
+
+
+def _pgd(args, model, tt) -> None:
     x = torch.rand(args.batch, 3, args.size, args.size)
     y = torch.randint(0, 10, (args.batch,))
     eps, alpha, steps = 8 / 255, 2 / 255, args.steps
@@ -114,6 +133,69 @@ def main() -> None:
         print(f"pgd / torchattacks = {r_ta:.3f}  (target <= 0.90: {'met' if r_ta <= 0.9 else 'NOT met'})")
     else:
         print("pgd / torchattacks : torchattacks is not installed (pip install torchattacks to measure)")
+
+
+def _autoattack(args, model, tt) -> None:
+    from torchtrust_autoattack import VERSIONS
+
+    from toolkit_core.modelstate import preserved
+
+    torch.manual_seed(1)
+    x = torch.rand(args.aa_batch, 3, args.size, args.size)
+    with torch.no_grad():
+        y = model(x).argmax(1)  # every point starts correctly classified
+    attacks = []
+    for _, name, params in VERSIONS["standard"]:
+        p = dict(params)
+        if "steps" in p:
+            p["steps"] = args.aa_steps
+        if "n_queries" in p:
+            p["n_queries"] = args.aa_queries
+        attacks.append((name, p))
+    aa = tt.create("autoattack", eps=8 / 255, attacks=attacks, seed=0)
+    first = aa.run(model, x, y)  # records which points each member gets
+    alive = first.clean.clone()
+    subsets = {}
+    for label, broken in first.broken.items():
+        subsets[label] = alive.nonzero().flatten()
+        alive = alive & ~broken
+    members = aa.members()
+
+    def part(label):
+        idx = subsets[label]
+        if not len(idx):
+            return None
+        with preserved(model, mode=False, freeze=True):
+            return members[label].perturb(model, x[idx], y[idx])
+
+    def whole():
+        with preserved(model, mode=False, freeze=True):
+            return aa.run(model, x, y)
+
+    times = {"autoattack": [], **{k: [] for k in members}}
+    for r in range(args.aa_repeats):
+        order = list(times)
+        order = order[r % len(order):] + order[: r % len(order)]
+        for k in order:
+            t0 = time.perf_counter()
+            whole() if k == "autoattack" else part(k)
+            times[k].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    parts = sum(med[k] for k in members)
+    res = aa.last_run
+    print()
+    print(f"AutoAttack standard (steps {args.aa_steps}, Square queries {args.aa_queries}, eps 8/255, L-inf) on the "
+          f"same resnet18, {args.aa_batch} points labelled by the model, median of {args.aa_repeats} rounds")
+    print(f"{'member':12}{'points':>8}{'median s':>10}{'fwd passes':>12}{'bwd passes':>12}{'robust after':>14}")
+    after = res.robust_after()
+    for k in members:
+        print(f"{k:12}{len(subsets[k]):8d}{med[k]:10.2f}{res.forward[k]:12d}{res.backward[k]:12d}{after[k]:14.3f}")
+    print(f"{'autoattack':12}{args.aa_batch:8d}{med['autoattack']:10.2f}{res.total_forward:12d}"
+          f"{res.total_backward:12d}{res.worst_case_accuracy:14.3f}")
+    ratio = med["autoattack"] / parts
+    print(f"autoattack / sum of parts = {ratio:.3f}  (target <= 1.05: {'met' if ratio <= 1.05 else 'NOT met'}); "
+          f"its own forwards (clean check + check after each member): {res.overhead_forward} "
+          f"of {res.total_forward}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ HOOKS = [name for name, obj in vars(hookspecs).items() if name.startswith("torch
 
 def test_one_hook_per_kind():
     assert sorted(HOOKS) == sorted(hookspecs.KIND_HOOKS.values())
-    assert hookspecs.KINDS == ("attribution", "attack", "defense", "prior", "metric", "dataset", "detector")
+    assert hookspecs.KINDS == ("attribution", "attack", "defense", "prior", "metric", "dataset", "detector",
+                              "certifier")
 
 
 @pytest.mark.parametrize("hook", HOOKS)

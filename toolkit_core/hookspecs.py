@@ -253,6 +253,53 @@ def torchtrust_register_detectors(register: Register) -> None:
             register(MaxSoftmax)
     """
 
+@hookspec
+def torchtrust_register_certifiers(register: Register) -> None:
+    """Register certifiers (kind ``certifier``): methods that certify a prediction within a radius.
+
+    Classes subclass :class:`toolkit_core.methods.Certifier`, set ``norm`` (the norm of the certified
+    radius, e.g. ``"l2"``) and implement
+
+    * ``predict(model, x) -> Tensor``: ``(B,)`` class indices of the certified classifier (e.g. the
+      smoothed classifier built on ``model``), ``-1`` where it abstains;
+    * ``certify(model, x) -> (prediction, radius)``: two ``(B,)`` tensors; ``radius[i] >= 0`` is a
+      radius (in ``norm``) within which the prediction provably does not change (with the method's
+      stated confidence for probabilistic certificates); abstentions have ``prediction = -1`` and
+      ``radius = 0``.
+
+    ``x`` lies in ``[0, 1]`` with shape ``(B, ...)``. The model comes back exactly as it was (use
+    ``with self.guard(model):``, which puts it in eval mode with frozen parameters and restores it,
+    also on error). Randomized certifiers take a ``seed`` so results can be reproduced.
+    :func:`toolkit_core.certification.certify_dataset` streams a data set through ``certify`` and
+    gives certified-accuracy curves.
+
+    Example::
+
+        class MarginCertifier(Certifier):
+            name = "linear_margin"
+            summary = "Exact L2 radius of a linear classifier: the margin over the weight distance."
+            citation = "arXiv:1902.02918"
+            norm = "l2"
+
+            def predict(self, model, x):
+                with self.guard(model):
+                    return model(x).argmax(1)
+
+            def certify(self, model, x):
+                with self.guard(model):
+                    z = model(x)
+                    w = model.weight                      # model is an nn.Linear on flat inputs
+                top2 = z.topk(2, dim=1).indices
+                a, b = top2[:, 0], top2[:, 1]
+                gap = z.gather(1, a[:, None]) - z.gather(1, b[:, None])
+                return a, gap[:, 0] / (w[a] - w[b]).norm(dim=1)
+
+        @hookimpl
+        def torchtrust_register_certifiers(register):
+            register(MarginCertifier)
+    """
+
+
 #: Kind name -> hook name, derived from the table of kinds (:mod:`toolkit_core.kinds`).
 KIND_HOOKS: dict[str, str] = {k.name: k.hook for k in _KIND_TABLE}
 KINDS: tuple[str, ...] = KIND_NAMES

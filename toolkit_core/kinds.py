@@ -48,6 +48,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("metric", "torchtrust_register_metrics", "Metric", "metrics", "metric", "_check_metric"),
     Kind("dataset", "torchtrust_register_datasets", "DataSource", None, "dataset", "_check_dataset"),
     Kind("detector", "torchtrust_register_detectors", "Detector", None, "detector", "_check_detector"),
+    Kind("certifier", "torchtrust_register_certifiers", "Certifier", "certifiers", "certifier", "_check_certifier"),
 )
 
 #: The kind names, in table order.

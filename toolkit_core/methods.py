@@ -436,4 +436,28 @@ class Detector(Method):
         _guard_methods(cls, ("fit", "score"))
 
 #: Kind name -> base class, derived from the table of kinds (:mod:`toolkit_core.kinds`).
+class Certifier(Method):
+    """A certifier: ``predict(model, x)`` and ``certify(model, x) -> (prediction, radius)``.
+
+    ``prediction`` holds class indices, ``-1`` where the certifier abstains; ``radius`` the certified
+    radius in the norm ``norm`` (``0`` for abstentions). ``guard(model)`` is the context that hands
+    the model back unchanged (eval mode, frozen parameters inside).
+    """
+
+    kind: ClassVar[str] = "certifier"
+    #: the norm of the certified radius
+    norm: ClassVar[str] = "l2"
+
+    def guard(self, model):
+        from .modelstate import preserved
+
+        return preserved(model, mode=False, freeze=True)
+
+    def predict(self, model, x):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def certify(self, model, x):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
 BASES: dict[str, type[Method]] = {k.name: globals()[k.base] for k in KINDS}

@@ -241,13 +241,16 @@ def _is_composite(attack: Attack) -> bool:
     return callable(getattr(attack, "details", None))
 
 
-def _with_eps(attack: Attack, eps: float) -> Attack:
-    """A copy of ``attack`` at radius ``eps`` (step size ``alpha`` scaled alike)."""
+def _with_eps(attack: Attack, eps: float, reach: bool = False) -> Attack:
+    """A copy of ``attack`` at radius ``eps`` (step size ``alpha`` scaled alike; with ``reach``, at least
+    ``2.5 eps / steps`` so that the steps can cross the ball, Madry et al.'s rule)."""
     params = {p.name: getattr(attack, p.name) for p in attack.info.parameters if hasattr(attack, p.name)}
     old = float(params["eps"])
     params["eps"] = float(eps)
     if "alpha" in params and old > 0:
         params["alpha"] = float(params["alpha"]) * eps / old
+        if reach:
+            params["alpha"] = max(params["alpha"], 2.5 * eps / _steps(attack))
     return type(attack)(**params)
 
 
@@ -313,7 +316,7 @@ def _sweep_warnings(model, x, y, resolved: Mapping[str, Attack], points: int) ->
     radii = [0.5 * eps, eps, 2 * eps, unbounded]
     accs = []
     for e in radii:
-        x_adv = _with_eps(attack, e)(model, x, y)
+        x_adv = _with_eps(attack, e, reach=e == unbounded)(model, x, y)
         with torch.no_grad():
             accs.append(float((model(x_adv).argmax(1) == y).float().mean()))
     tol = 1.0 / n + 1e-9

@@ -184,6 +184,23 @@ def _check_dataset(source) -> None:
     again = next(iter(source.loaders(batch_size=16, seed=0)[1]))[0]
     assert torch.equal(again, next(iter(source.loaders(batch_size=16, seed=0)[1]))[0]), (
         f"{source.name}: the same seed must give the same data")
+def _check_certifier(certifier) -> None:
+    model = contract_model()
+    snap = ModelSnapshot.take(model)
+    x, _ = _contract_batch()
+    pred = certifier.predict(model, x)
+    assert isinstance(pred, torch.Tensor) and pred.shape == (len(x),), f"{certifier.name}: predict shape"
+    assert not pred.is_floating_point() and bool(((pred >= -1) & (pred < 10)).all())
+    out = certifier.certify(model, x)
+    assert isinstance(out, tuple) and len(out) == 2, f"{certifier.name}: certify must return (prediction, radius)"
+    cpred, radius = out
+    assert cpred.shape == (len(x),) and radius.shape == (len(x),), f"{certifier.name}: certify shapes"
+    assert not cpred.is_floating_point() and bool(((cpred >= -1) & (cpred < 10)).all())
+    assert torch.isfinite(radius).all() and bool((radius >= 0).all()), f"{certifier.name}: radius must be >= 0"
+    assert bool((radius[cpred == -1] == 0).all()), f"{certifier.name}: an abstention has radius 0"
+    assert isinstance(type(certifier).norm, str), f"{certifier.name}: set the class attribute norm"
+    snap.assert_unchanged(model)
+
 
 
 def _check_detector(detector) -> None:

@@ -107,9 +107,16 @@ QUICK_ATTACK_PARAMS: dict[str, dict[str, Any]] = {
     "apgd_t": {"steps": 10, "n_target_classes": 3},
     "fab": {"steps": 10, "n_target_classes": 3},
     "square": {"n_queries": 100},
-    "autoattack": {"attacks": [["apgd", {"steps": 20}], ["apgd_t", {"steps": 10, "n_target_classes": 3}],
-                               ["fab", {"steps": 10, "n_target_classes": 3}], ["square", {"n_queries": 100}]]},
+    "autoattack": {"attacks": [["apgd", {"steps": 10}], ["apgd_t", {"steps": 5, "n_target_classes": 2}],
+                               ["fab", {"steps": 5, "n_target_classes": 2}], ["square", {"n_queries": 50}]]},
 }
+#: Certifier defaults for the digits models (the papers' n = 100000 draws is far too slow on CPU).
+CERTIFIER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "randomized_smoothing": {"sigma": 0.25, "n0": 50, "n": 1000, "alpha": 0.001, "seed": 0},
+    "drs": {"sigma": 0.25, "n0": 50, "n": 1000, "alpha": 0.001, "seed": 0},
+}
+QUICK_CERTIFIER_PARAMS: dict[str, dict[str, Any]] = {"randomized_smoothing": {"n0": 20, "n": 100},
+                                                     "drs": {"n0": 20, "n": 100}}
 #: Extra variants added to the default experiment next to every installed method's defaults.
 DEFAULT_VARIANTS: dict[str, list[dict[str, Any]]] = {
     # LRP's default rule is epsilon everywhere (close to input x gradient); show a composite and z+ too.
@@ -246,6 +253,9 @@ def default_methods(kind: str, quick: bool) -> list[MethodSpec]:
                 params["steps"] = QUICK_ATTACK_STEPS[name]
             if quick:
                 params.update(QUICK_ATTACK_PARAMS.get(name, {}))
+        params.update(CERTIFIER_DEFAULTS.get(name, {}))  # method names are unique across kinds
+        if quick:
+            params.update(QUICK_CERTIFIER_PARAMS.get(name, {}))
         specs.append(MethodSpec(name, params))
         specs += [MethodSpec(name, {**params, **extra}) for extra in DEFAULT_VARIANTS.get(name, [])]
     if kind == "defense" and quick:  # quick: the seed paper's defense only (and plain training)

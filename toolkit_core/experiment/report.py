@@ -65,6 +65,13 @@ def _stage_tables(stage: str, res: dict[str, Any]) -> str:
         from .figures import robust_columns
 
         parts.append(_table({m: robust_columns(v) for m, v in res.get("table", {}).items()}, "model"))
+        for model, msgs in res.get("warnings", {}).items():
+            parts.extend(f'<p class="err">{html.escape(model)}: {html.escape(m)}</p>' for m in msgs)
+        cert = res.get("certification", {})
+        if cert:
+            parts.append("<h3>certified accuracy at L2 radius r</h3>")
+            parts.append(_table({f"{m} / {c}": {f"r={r}": a for r, a in d["curve"].items()}
+                                 for m, per in cert.items() for c, d in per.items()}, "model / certifier"))
     elif stage == "metrics":
         for name, per_model in res.get("table", {}).items():
             parts.append(f"<h3>{html.escape(name)}</h3>")
