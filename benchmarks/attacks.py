@@ -49,6 +49,8 @@ def main() -> None:
     parser.add_argument("--aa-steps", type=int, default=100)
     parser.add_argument("--aa-queries", type=int, default=5000)
     parser.add_argument("--aa-repeats", type=int, default=3)
+    parser.add_argument("--aa-eps", type=float, default=1 / 255,
+                        help="L-inf radius (a random-init ResNet falls to APGD-CE alone at 8/255)")
     parser.add_argument("--skip-pgd", action="store_true", help="only the AutoAttack overhead")
     args = parser.parse_args()
     if args.threads:
@@ -152,7 +154,7 @@ def _autoattack(args, model, tt) -> None:
         if "n_queries" in p:
             p["n_queries"] = args.aa_queries
         attacks.append((name, p))
-    aa = tt.create("autoattack", eps=8 / 255, attacks=attacks, seed=0)
+    aa = tt.create("autoattack", eps=args.aa_eps, attacks=attacks, seed=0)
     first = aa.run(model, x, y)  # records which points each member gets
     alive = first.clean.clone()
     subsets = {}
@@ -184,7 +186,8 @@ def _autoattack(args, model, tt) -> None:
     parts = sum(med[k] for k in members)
     res = aa.last_run
     print()
-    print(f"AutoAttack standard (steps {args.aa_steps}, Square queries {args.aa_queries}, eps 8/255, L-inf) on the "
+    print(f"AutoAttack standard (steps {args.aa_steps}, Square queries {args.aa_queries}, eps {args.aa_eps:.4g}, "
+          "L-inf) on the "
           f"same resnet18, {args.aa_batch} points labelled by the model, median of {args.aa_repeats} rounds")
     print(f"{'member':12}{'points':>8}{'median s':>10}{'fwd passes':>12}{'bwd passes':>12}{'robust after':>14}")
     after = res.robust_after()

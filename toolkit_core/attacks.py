@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .modelstate import check_model, guarded
+from .modelstate import check_model, guarded, preserved
 
 
 def check_attack_inputs(x: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,17 +39,38 @@ def check_classes(logits: torch.Tensor, y: torch.Tensor) -> None:
         raise ValueError(f"y holds class {int(y.max())} but the model has {logits.shape[1]} classes")
 
 
+class _CopiedInputs(nn.Module):
+    """The folded copy, computing on a copy of its input like the guarded model does."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x.clone())
+
+
 def run_attack(attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                batch_size: int | None = None) -> torch.Tensor:
     """Validate, run ``attack.perturb`` in eval mode with frozen parameters, restore the model.
 
     ``x`` and ``y`` come back unchanged (the model computes on copies); ``perturb`` runs on chunks of
-    ``batch_size`` samples (``None``: sized to the device, :mod:`toolkit_core.chunking`).
+    ``batch_size`` samples (``None``: sized to the device, :mod:`toolkit_core.chunking`), on
+    :func:`toolkit_core.folding.fold_batchnorm` of the model (conv -> BatchNorm pairs folded in eval
+    mode, the same function; skipped when the attack's ``fold_bn`` attribute is false).
     """
     from .chunking import chunks
+    from .folding import fold_batchnorm
 
     check_model(model)
     x, y = check_attack_inputs(x, y)
+    folded = model
+    if getattr(attack, "fold_bn", True):
+        # every attack differentiates through the BatchNorm-folded copy (the same function); traced in
+        # eval mode before the guard's own hooks are installed (any hook disables folding)
+        with preserved(model, mode=False):
+            folded = fold_batchnorm(model)
     with guarded(model, (x,), mode=False, freeze=True):
-        parts = [attack.perturb(model, xc.detach(), yc).detach() for xc, yc in chunks(x, y, batch_size)]
+        target = model if folded is model else _CopiedInputs(folded)
+        parts = [attack.perturb(target, xc.detach(), yc).detach() for xc, yc in chunks(x, y, batch_size)]
     return parts[0] if len(parts) == 1 else torch.cat(parts)

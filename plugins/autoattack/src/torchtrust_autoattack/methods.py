@@ -154,6 +154,7 @@ class AutoAttack(Attack):
         self.seed = seed
         self.progress = bool(progress)
         self.last_run: AutoAttackResult | None = None
+        self._pending: list[AutoAttackResult] = []
         self._members: dict[str, Attack] | None = None
 
     @classmethod
@@ -228,11 +229,16 @@ class AutoAttack(Attack):
         return self.last_run
 
     def perturb(self, model, x, y):
-        return self.run(model, x, y).x_adv
+        r = self.run(model, x, y)
+        self._pending.append(r)
+        return r.x_adv
 
     def details(self) -> dict[str, Any] | None:
-        """The latest run's per-point breakdown for :func:`toolkit_core.evaluate_robustness`."""
-        r = self.last_run
-        if r is None:
+        """The per-point breakdown of the runs since the last call (one call of the attack may run in
+        several chunks), for :func:`toolkit_core.evaluate_robustness`; ``None`` if there was none."""
+        runs, self._pending = self._pending, []
+        if not runs:
             return None
-        return {"broken": r.broken, "forward": r.total_forward, "backward": r.total_backward}
+        broken = {k: torch.cat([r.broken[k] for r in runs]) for k in runs[0].broken}
+        return {"broken": broken, "forward": sum(r.total_forward for r in runs),
+                "backward": sum(r.total_backward for r in runs)}
