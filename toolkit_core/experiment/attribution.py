@@ -17,6 +17,10 @@ from .runner import RunContext, seed_everything
 class _Normalized(torch.nn.Module):
     """ImageNet normalization inside the model, so attributions are taken w.r.t. [0, 1] pixels."""
 
+    #: The raw input's range: zB (dtd, lrp composites) takes its bounds from it; the engine folds the
+    #: normalization below into the first layer, so the bounds apply to the [0, 1] pixels.
+    input_range = (0.0, 1.0)
+
     def __init__(self, net: torch.nn.Module):
         super().__init__()
         self.net = net
