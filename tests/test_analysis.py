@@ -383,13 +383,14 @@ def test_convergence_relevance_injection_is_conserved_on_a_bias_free_linear_mode
     input relevance x_j sum_k w_jk r_k / z_k, whose sum is sum_k r_k (conservation)."""
     from toolkit_core.analysis._common import analysis_state, run_method
     from toolkit_core.analysis.convergence import RelevanceInjector
+    from toolkit_core.catalog import create
 
     torch.manual_seed(0)
     lin = nn.Sequential(nn.Flatten(), nn.Linear(12, 4, bias=False)).eval()
     x = torch.rand(3, 12)
     r = torch.randn(3, 4, generator=torch.Generator().manual_seed(1))
     with analysis_state(lin), RelevanceInjector(lin[1], r):
-        amap = run_method("input_x_gradient", lin, x, 0)
+        amap = run_method(create("input_x_gradient"), lin, x, 0)
     z = lin(x).detach()
     want = x * ((r / z) @ lin[1].weight.detach())
     torch.testing.assert_close(amap.flatten(1), want, rtol=1e-5, atol=1e-6)
