@@ -36,8 +36,14 @@ def test_quick_default_experiment_holds_every_stage_with_numbers(quick_run):
         accs = [a["accuracy"] for a in row["attacks"].values()]
         assert 0 <= row["worst_case_accuracy"] <= min(accs) <= max(accs) <= row["clean_accuracy"] + 1e-9, label
     attribution = data["stages"]["attribution"]
-    assert set(toolkit_core.list_methods("attribution")) <= set(attribution["methods"])
+    # labels carry quick-mode parameters, e.g. "integrated_gradients(steps=8)"
+    assert set(toolkit_core.list_methods("attribution")) <= {m.split("(")[0] for m in attribution["methods"]}
     assert not attribution["errors"]
+    ranked = attribution["faithfulness ranking"]  # every method ranked by the faithfulness metrics
+    assert sorted(ranked) == sorted(attribution["methods"])
+    ranks = attribution["faithfulness mean rank (1 = best)"]
+    assert all(1 <= ranks[m] <= len(ranked) for m in ranked)
+    assert [ranks[m] for m in ranked] == sorted(ranks[m] for m in ranked)
     metrics = data["stages"]["metrics"]["table"]
     skipped = data["stages"]["metrics"]["skipped"]
     assert set(metrics) == set(toolkit_core.list_methods("metric")) - set(skipped)

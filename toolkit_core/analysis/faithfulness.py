@@ -43,7 +43,8 @@ from ._common import analysis_state, check_input, check_model, check_target, res
 
 __all__ = [
     "CurveResult", "FaithfulnessReport", "ROADResult", "evaluate_faithfulness", "insertion_deletion",
-    "max_sensitivity", "noisy_linear_imputation", "pixel_flipping", "region_perturbation", "road", "sparseness",
+    "max_sensitivity", "noisy_linear_imputation", "pixel_flipping", "plot_report", "region_perturbation", "road",
+    "sparseness",
 ]
 
 OUTPUTS = ("probability", "logit")
@@ -453,7 +454,8 @@ def max_sensitivity(
     ``d_j ~ U(-radius, radius)`` elementwise (no clipping), ``samples`` draws (seeded), or the
     ``perturbations`` given as an (n, B, ...) tensor. ``A`` is ``method`` explaining ``target`` (``None``:
     the clean prediction) for every perturbed copy, run on ``batch_size`` rows at a time. ``a``: the
-    clean map if already computed. Lower is better.
+    clean map if already computed. Lower is better. NaN for a sample whose clean map is all zeros
+    (the ratio is undefined; e.g. a Grad-CAM whose ReLU removes everything).
     """
     check_model(model)
     x = check_input(x)
@@ -477,7 +479,9 @@ def max_sensitivity(
         maps = torch.cat([run_method(m.method, model, rows[i:i + batch_size], tt_[i:i + batch_size])
                           for i in range(0, n * b, batch_size)])
     diff = (maps.reshape(n, b, -1) - a0[None]).norm(dim=2)
-    return (diff / a0.norm(dim=1)[None]).amax(0).cpu()
+    norm = a0.norm(dim=1)
+    out = (diff / norm.clamp_min(torch.finfo(norm.dtype).tiny)[None]).amax(0)
+    return torch.where(norm > 0, out, torch.full_like(out, float("nan"))).cpu()
 
 
 def sparseness(a: Tensor, eps: float = 1e-7) -> Tensor:
@@ -512,11 +516,18 @@ class FaithfulnessReport:
     values: dict[str, dict[str, Tensor]]  # method -> metric -> (B,) per-sample values
     maps: dict[str, Tensor] = field(default_factory=dict)
 
+    def _finite(self, method: str, metric: str) -> Tensor:
+        v = self.values[method][metric].double()
+        return v[~torch.isnan(v)]
+
     def mean(self, method: str, metric: str) -> float:
-        return float(self.values[method][metric].double().mean())
+        """Mean over the samples where the metric is defined (NaN entries, e.g. all-zero maps, left out)."""
+        v = self._finite(method, metric)
+        return float(v.mean()) if len(v) else float("nan")
 
     def sem(self, method: str, metric: str) -> float:
-        v = self.values[method][metric].double()
+        """Standard error of the mean, ``std / sqrt(n)`` over the defined samples."""
+        v = self._finite(method, metric)
         return float(v.std(unbiased=True) / math.sqrt(len(v))) if len(v) > 1 else float("nan")
 
     def metrics(self) -> list[str]:
@@ -526,7 +537,9 @@ class FaithfulnessReport:
         """For each metric, the methods from best to worst (by mean)."""
         out = {}
         for k in self.metrics():
-            out[k] = sorted(self.methods, key=lambda m: self.mean(m, k), reverse=DIRECTIONS[k])
+            sign = -1.0 if DIRECTIONS[k] else 1.0  # best first; undefined (NaN) last
+            out[k] = sorted(self.methods, key=lambda m: (math.isnan(self.mean(m, k)), sign * self.mean(m, k)
+                                                         if not math.isnan(self.mean(m, k)) else 0.0))
         return out
 
     def mean_rank(self) -> dict[str, float]:
@@ -593,3 +606,30 @@ def evaluate_faithfulness(
         values[r.label] = v
     return FaithfulnessReport([r.label for r in resolved], values, maps if keep_maps else {})
 
+
+
+def plot_report(report: FaithfulnessReport, path: Any, title: str = "faithfulness") -> None:
+    """One panel per metric: the methods' means with standard-error bars, best first; saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = report.metrics()
+    cols = min(4, len(ks))
+    rows = math.ceil(len(ks) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 0.35 * len(report.methods) * rows + 1.2 * rows),
+                             squeeze=False)
+    ranking = report.ranking()
+    for ax, k in zip(axes.flat, ks):
+        order = ranking[k][::-1]  # best at the top
+        ax.barh(order, [report.mean(m, k) for m in order], xerr=[report.sem(m, k) for m in order],
+                color="#4c72b0", ecolor="black", capsize=2)
+        ax.set_title(f"{k} ({'higher' if DIRECTIONS[k] else 'lower'} is better)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(ks):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,5 +1,7 @@
 """Stage ``attribution``: heatmaps of every attribution method (digits and photos), cascading parameter
-randomization, input alignment, key-information sufficiency."""
+randomization, input alignment, key-information sufficiency, and faithfulness metrics (deletion/insertion
+AUC, region-perturbation AOPC, ROAD MoRF/LeRF, max-sensitivity, sparseness) that rank the methods with
+error bars, their maps shown side by side in rank order."""
 
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ def stage_attribution(ctx: RunContext) -> dict[str, Any]:
     _, test = digits(ctx)
     x, y = test.tensors[0][: a["samples"]].to(ctx.device), test.tensors[1][: a["samples"]].to(ctx.device)
     out: dict[str, Any] = {"methods": list(methods), "figures": [], "errors": {}}
-    advance = ctx.task("attribution", 2 + 3 * len(methods))
+    advance = ctx.task("attribution", 2 + 3 * len(methods) + (len(methods) if a.get("faithfulness") else 0))
 
     maps = {}
     for label, m in methods.items():
@@ -113,9 +115,43 @@ def stage_attribution(ctx: RunContext) -> dict[str, Any]:
         plots.sufficiency_curves(suff, path=ctx.figure("sufficiency"), title="keep the top-k% attributed pixels")
         out["figures"].append("sufficiency.png")
     advance(len(good))
+
+    if a.get("faithfulness", False) and good:
+        _faithfulness(ctx, model, x, y, good, maps, out)
+        advance(len(good))
     top = out.get("randomization: sign-flip SSIM max(SSIM(a,b), SSIM(a,-b)) to the original, top-down", {})
     ssim_top = {k: v[next(iter(v))] for k, v in top.items()}
     best = max(ssim_top, key=lambda k: ssim_top[k] if ssim_top[k] == ssim_top[k] else -1) if ssim_top else None
     out["summary"] = f"{len(good)} method(s)" + (f"; most stable under top-layer randomization: {best}"
                                                  if best else "")
+    if out.get("faithfulness ranking"):
+        out["summary"] += f"; most faithful (mean rank over the faithfulness metrics): {out['faithfulness ranking'][0]}"
     return out
+
+
+#: Faithfulness settings of the report (digits, 16x16), full and quick.
+FAITHFULNESS = {"steps": 16, "patch_size": 4, "regions": 8, "road_percentages": (10, 30, 50, 70, 90),
+                "sensitivity_samples": 4, "radius": 0.05, "baseline": 0.0}
+FAITHFULNESS_QUICK = {**FAITHFULNESS, "steps": 8, "regions": 4, "road_percentages": (20, 50, 80),
+                      "sensitivity_samples": 2}
+
+
+def _faithfulness(ctx: RunContext, model, x, y, methods: dict, maps: dict, out: dict[str, Any]) -> None:
+    """Every method on the same digits and the same baseline; means ± standard errors, ranks, figures."""
+    from ..analysis.faithfulness import DIRECTIONS, evaluate_faithfulness, plot_report
+
+    settings = FAITHFULNESS_QUICK if ctx.config.quick else FAITHFULNESS
+    rep = evaluate_faithfulness(model, x, y, methods, seed=ctx.config.seed, **settings)
+    arrows = {k: "higher is better" if DIRECTIONS[k] else "lower is better" for k in rep.metrics()}
+    out["faithfulness (mean ± standard error over samples; baseline 0)"] = {
+        m: {f"{k} ({arrows[k]})": f"{rep.mean(m, k):.4f} ± {rep.sem(m, k):.4f}" for k in rep.metrics()}
+        for m in rep.methods}
+    ranks = rep.mean_rank()
+    order = sorted(rep.methods, key=ranks.get)
+    out["faithfulness ranking"] = order
+    out["faithfulness mean rank (1 = best)"] = {m: round(ranks[m], 2) for m in order}
+    plot_report(rep, ctx.figure("faithfulness"), title="faithfulness on the digits CNN (mean ± s.e.m.)")
+    heatmap_grid(ctx.figure("attribution_ranked"), x[:4].cpu(), {f"{i + 1}. {m}": maps[m][:4] for i, m in
+                                                                 enumerate(order) if m in maps},
+                 "maps side by side, ranked by mean faithfulness rank (1 = most faithful)")
+    out["figures"] += ["faithfulness.png", "attribution_ranked.png"]

@@ -73,7 +73,7 @@ SETTINGS: dict[str, dict[str, tuple[Any, Any]]] = {
     "train": {"epochs": (6, 3), "lr": (0.002, 0.003), "optimizer": ("adam", "adam"),
               "attack_eps": (0.1, 0.1), "attack_alpha": (0.025, 0.04), "attack_steps": (5, 3)},
     "analysis": {"randomization": (True, True), "photos": (True, True), "photo_size": (224, 64),
-                 "samples": (16, 8), "sufficiency": (True, True)},
+                 "samples": (16, 8), "sufficiency": (True, True), "faithfulness": (True, True)},
     # 2000 points / batch 100 = 20 steps per epoch: full 5000 steps per GAN, quick 1500 (ring only)
     "generative": {"mixtures": (["ring", "grid"], ["ring"]), "epochs": (250, 75),
                    "samples": (2500, 2500), "seeds": (1, 1), "train_points": (2000, 2000), "batch_size": (100, 100),
@@ -128,6 +128,9 @@ QUICK_ATTACK_STEPS = {"pgd": 10, "apgd": 20}
 DEFAULT_SKIP_METHODS = ("adaptive_smoothing",)
 #: Quick mode runs these only inside the AutoAttack ensemble (its per-member breakdown is reported).
 QUICK_SKIP_ATTACKS = ("apgd_t", "fab", "square")
+#: Quick-mode parameters of attribution methods whose cost scales with a count (path points, noise samples).
+QUICK_ATTRIBUTION_PARAMS: dict[str, dict[str, Any]] = {"integrated_gradients": {"steps": 8},
+                                                       "smoothgrad": {"samples": 4}}
 
 
 @dataclasses.dataclass
@@ -261,6 +264,8 @@ def default_methods(kind: str, quick: bool) -> list[MethodSpec]:
         params.update(CERTIFIER_DEFAULTS.get(name, {}))  # method names are unique across kinds
         if quick:
             params.update(QUICK_CERTIFIER_PARAMS.get(name, {}))
+        if kind == "attribution" and quick:
+            params.update(QUICK_ATTRIBUTION_PARAMS.get(name, {}))
         specs.append(MethodSpec(name, params))
         specs += [MethodSpec(name, {**params, **extra}) for extra in DEFAULT_VARIANTS.get(name, [])]
     if kind == "defense" and quick:  # quick: the seed paper's defense only (and plain training)
