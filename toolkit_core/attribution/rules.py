@@ -42,7 +42,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from .layers import add_bias
+from .layers import add_bias, bias_view
 
 __all__ = [
     "GATES", "RELUS", "gate_value",
@@ -196,19 +196,20 @@ class ZPlus(_SignAware):
         self.epsilon, self.use_bias = float(epsilon), bool(use_bias)
 
     def forward(self, layer, a, z):
-        wp, wn = _pos_neg(layer.weight)
+        wp = layer.weight.clamp(min=0)
         bp = self._bias(layer, None if layer.bias is None else layer.bias.clamp(min=0))
         if bool((a >= 0).all()):
             return self.divide(z, layer.forward(a, wp, bp), self.epsilon), None
+        wn = layer.weight.clamp(max=0)
         den = layer.forward(a.clamp(min=0), wp, bp) + layer.forward(a.clamp(max=0), wn, None)
         return self.divide(z, den, self.epsilon), a >= 0
 
     def backward(self, layer, state, g):
         ratio, pos = state
-        wp, wn = _pos_neg(layer.weight)
         s = g * ratio
         if pos is None:
-            return layer.backward(s, wp)
+            return layer.backward(s, layer.weight.clamp(min=0))
+        wp, wn = _pos_neg(layer.weight)
         return torch.where(pos, layer.backward(s, wp), layer.backward(s, wn))
 
 
@@ -228,27 +229,27 @@ class Gamma(_SignAware):
 
     def forward(self, layer, a, z):
         w, gam = layer.weight, self.gamma
-        wp, wn = _pos_neg(w)
-        b = layer.bias
-        bias_p = None if b is None else b + gam * b.clamp(min=0)
-        bias_n = None if b is None else b + gam * b.clamp(max=0)
+        b = layer.bias if self.use_bias else None
+        up = z > 0
         if bool((a >= 0).all()):
+            wp = w.clamp(min=0)
             zw = layer.unbias(z)  # a W
             zp = layer.forward(a, wp, None)  # a W+
-            den_p = add_bias(zw + gam * zp, self._bias(layer, bias_p))
-            den_n = add_bias(zw + gam * (zw - zp), self._bias(layer, bias_n))
+            # z > 0: a (W + gamma W+) = zw + gamma zp;  z < 0: a (W + gamma W-) = zw + gamma (zw - zp)
+            den = torch.where(up, zp, zw - zp).mul_(gam).add_(zw)
             pos = None
         else:
             ap, an = a.clamp(min=0), a.clamp(max=0)
+            wp = w.clamp(min=0)
             pw, pp, nw, np_ = (layer.forward(ap, w, None), layer.forward(ap, wp, None),
                                layer.forward(an, w, None), layer.forward(an, wp, None))
-            # a+ (w + gamma w+) + a- (w + gamma w-) and a+ (w + gamma w-) + a- (w + gamma w+)
-            den_p = add_bias(pw + gam * pp + nw + gam * (nw - np_), self._bias(layer, bias_p))
-            den_n = add_bias(pw + gam * (pw - pp) + nw + gam * np_, self._bias(layer, bias_n))
+            # a+ (w + gamma w+) + a- (w + gamma w-)  and  a+ (w + gamma w-) + a- (w + gamma w+)
+            den = torch.where(up, pp + nw - np_, pw - pp + np_).mul_(gam).add_(pw + nw)
             pos = a >= 0
-        up = z > 0
-        ratio = torch.where(up, self.divide(z, den_p, self.epsilon), self.divide(z, den_n, self.epsilon))
-        return ratio.masked_fill_(z == 0, 0.0), up, pos
+        if b is not None:  # b + gamma b+ for z > 0, b + gamma b- for z < 0
+            den = den + bias_view(b, z) + gam * torch.where(up, bias_view(b.clamp(min=0), z),
+                                                            bias_view(b.clamp(max=0), z))
+        return self.divide(z, den, self.epsilon), up, pos
 
     def backward(self, layer, state, g):
         ratio, up, pos = state
@@ -258,10 +259,10 @@ class Gamma(_SignAware):
         sp = masked(s, up)
         sn = s - sp
         # (w + gamma w+)^T sp + (w + gamma w-)^T sn, with w- = w - w+
-        on_pos = layer.backward(s + gam * sn, w) + gam * layer.backward(sp - sn, wp)
+        on_pos = layer.backward(sn.mul(gam).add_(s), w) + gam * layer.backward(sp - sn, wp)
         if pos is None:
             return on_pos
-        on_neg = layer.backward(s + gam * sp, w) + gam * layer.backward(sn - sp, wp)
+        on_neg = layer.backward(sp.mul(gam).add_(s), w) + gam * layer.backward(sn - sp, wp)
         return torch.where(pos, on_pos, on_neg)
 
 
