@@ -1,7 +1,8 @@
-"""Figures for docs/methods/{fgsm,pgd,apgd}.md, on the digits data (16x16) and a small trained CNN.
+"""Figures for docs/methods/{fgsm,pgd,apgd,fab,square,autoattack}.md, on the digits (16x16) and a small CNN.
 
-* ``docs/figures/attacks_accuracy_vs_eps.png``: test accuracy under FGSM, PGD-20 (L-inf) and APGD-CE
-  (20 iterations) against eps (the points of the undefended digits model of
+* ``docs/figures/attacks_accuracy_vs_eps.png``: test accuracy under FGSM, PGD-20 (L-inf), APGD-CE
+  (20 iterations), APGD-T, FAB-T, Square and AutoAttack made of those (reduced budgets) against eps
+  (the points of the undefended digits model of
   :func:`toolkit_core.robustness.digits_model`).
 * ``docs/figures/attacks_examples.png``: clean digits, adversarial examples of each attack at
   eps = 0.1 and the perturbations, with the predicted classes.
@@ -46,10 +47,20 @@ def main() -> None:
             "APGD-CE (20 it.)": tt.create("apgd", eps=eps, steps=20, seed=0),
         }
 
+    def ensemble(eps):  # the AutoAttack members and the ensemble, reduced budgets (CPU)
+        return {
+            "APGD-T (20 it., 3 targets)": tt.create("apgd_t", eps=eps, steps=20, n_target_classes=3, seed=0),
+            "FAB-T (10 it., 3 targets)": tt.create("fab", eps=eps, steps=10, n_target_classes=3, seed=0),
+            "Square (200 queries)": tt.create("square", eps=eps, n_queries=200, seed=0),
+            "AutoAttack (same members)": tt.create("autoattack", eps=eps, seed=0, attacks=[
+                ("apgd", {"steps": 20}), ("apgd_t", {"steps": 20, "n_target_classes": 3}),
+                ("fab", {"steps": 10, "n_target_classes": 3}), ("square", {"n_queries": 200})]),
+        }
+
     epss = [0.0, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2]
     curves: dict[str, list[float]] = {}
     for eps in epss:
-        res = tt.evaluate_robustness(model, (x, y), attacks=attacks(eps))
+        res = tt.evaluate_robustness(model, (x, y), attacks={**attacks(eps), **ensemble(eps)}, checks=False)
         for k, acc in res.accuracy.items():
             curves.setdefault(k, []).append(acc)
         curves.setdefault("worst case", []).append(res.worst_case_accuracy)
