@@ -37,7 +37,7 @@ DEFENSES = ("none", "pgd_at", "trades", "alp", "aalp")
 #: not in the default run, available with ``--defenses`` to reproduce the collapse.
 LABELS = {
     "none": "no defense", "pgd_at": "PGD-AT", "trades": "TRADES (beta=6)", "alp": "ALP (lambda=0.5)",
-    "aalp": "AALP (ours, METHODS.md reading: predicted-class ranking)",
+    "aalp": "AALP (ours, docs/specs.md reading: predicted-class ranking)",
     "aalp_label": "AALP, first reading: true-label ranking (leaks the label)",
 }
 
@@ -278,7 +278,7 @@ def _commentary(s) -> list[str]:
                    else "**AALP does not beat ALP** here: the difference is within one standard deviation of each")
         out.append(f"- {verdict} (worst case {b['worst'][0]:.3f} +- {b['worst'][1]:.3f} vs "
                    f"{a['worst'][0]:.3f} +- {a['worst'][1]:.3f}, difference {diff:+.3f}; clean {b['clean'][0]:.3f} vs "
-                   f"{a['clean'][0]:.3f}). AALP here is our reading (METHODS.md: Guided Dropout ranked by the "
+                   f"{a['clean'][0]:.3f}). AALP here is our reading (docs/specs.md: Guided Dropout ranked by the "
                    "predicted class, weights from an eval-mode pass), not the paper's code.")
     if "aalp_label" in s:
         c = s["aalp_label"]

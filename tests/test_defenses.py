@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 import toolkit_core as tt
 from toolkit_core.data import load_digits
 from toolkit_core.models import DigitsCNN
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def _robust_accuracy(model, x, y, attack) -> tuple[float, float]:

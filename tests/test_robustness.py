@@ -14,7 +14,6 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import toolkit_core as tt
 from toolkit_core.data import load_digits
-from toolkit_core.fixtures import one_thread  # noqa: F401 - single-threaded torch in every test
 from toolkit_core.models import digits_model
 from toolkit_core.robustness import RobustnessResult
 from toolkit_core.testing import ModelSnapshot

@@ -21,15 +21,6 @@ from toolkit_core.training import History, fit, load_checkpoint, save_atomic
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: faster on the shared 2-core CI machine, and identical to the subprocesses."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _data(n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = load_digits(8, "train").tensors
     return x[:n].contiguous(), y[:n].contiguous()

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from . import kernels
 from .data import iterate_batches
-from .modelstate import preserved
+from .modelstate import model_device, preserved
 
 __all__ = [
     "ClassStatistics",
@@ -59,13 +59,7 @@ class Directions(dict):
         return dict.get(self, self._base(key), default)
 
 
-def device_of(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter or buffer (CPU for a model without tensors)."""
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
+device_of = model_device  # the one model_device of toolkit_core.modelstate, under the name metrics use
 
 
 def require_data(batches: int, name: str) -> None:

@@ -128,8 +128,9 @@ def torchtrust_register_defenses(register: Register) -> None:
 def torchtrust_register_priors(register: Register) -> None:
     """Register generative priors (kind ``prior``).
 
-    Classes subclass :class:`toolkit_core.methods.Prior` and implement ``fit(X) -> self`` (``X`` a
-    tensor of shape ``(N, ...)`` or a DataLoader), ``sample(n) -> Tensor`` of shape ``(n, dim)``, the
+    Classes subclass :class:`toolkit_core.methods.Prior` and implement ``fit_points(X)`` (``X`` the
+    training points as a checked float ``(N, D)`` tensor: ``Prior.fit`` converts a tensor, array,
+    Dataset or DataLoader once and calls it), ``sample(n) -> Tensor`` of shape ``(n, dim)``, the
     attribute ``codes`` (``(N, dim)``: the code of every training point, for pairing) and ``dim``.
 
     Example::
@@ -142,9 +143,8 @@ def torchtrust_register_priors(register: Register) -> None:
             def __init__(self, dim: int = 2):
                 self.dim = dim
 
-            def fit(self, X):
+            def fit_points(self, X):
                 self.codes = torch.rand(len(X), self.dim) * 2 - 1
-                return self
 
             def sample(self, n):
                 return torch.rand(n, self.dim) * 2 - 1

@@ -226,6 +226,22 @@ def validate_params(info: MethodInfo, params: Mapping[str, Any]) -> None:
             )
 
 
+# --------------------------------------------------------------------------- experiments
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    """What a method class is told about the experiment it joins (:meth:`Method.experiment_variants`).
+
+    ``eps``: the L-inf radius of the data set's threat model, inputs in ``[0, 1]`` (the default
+    experiment's digits: 0.1; CIFAR-10 is usually 8/255). ``quick``: a smaller, faster run
+    (``torchtrust run --quick``), where a method should pick cheaper settings or leave itself out.
+    """
+
+    eps: float = 8 / 255
+    quick: bool = False
+
+
 # --------------------------------------------------------------------------- base classes
 
 
@@ -245,6 +261,46 @@ class Method:
         Override when a parameter is required or the defaults are too slow for a smoke test.
         """
         return {}
+
+    @classmethod
+    def experiment_variants(cls, scale: Scale) -> list[dict[str, Any]]:
+        """The parameter sets an experiment runs this method with when its config names no parameters.
+
+        The first is the method's main setting; more are shown beside it (e.g. other rules); an empty
+        list leaves the method out of a run at this ``scale`` (e.g. an expensive one in quick mode).
+        The default experiment asks every installed method's class, so a third-party method joins with
+        the settings it chooses here. Default: one run with the constructor's defaults.
+        """
+        return [{}]
+
+    #: Attributes that make up the method's mutable state (e.g. a schedule's current value, fitted codes,
+    #: a random generator): :meth:`state_dict` saves them and :meth:`load_state_dict` restores them, so
+    #: checkpoints of ``fit`` and ``train_gan`` resume bit for bit. Objects with ``get_state``/``set_state``
+    #: (``torch.Generator``) are saved by their state.
+    state_attributes: ClassVar[tuple[str, ...]] = ()
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{attribute: value}`` for every name in :attr:`state_attributes`."""
+        out = {}
+        for attr in self.state_attributes:
+            value = getattr(self, attr)
+            out[attr] = value.get_state() if hasattr(value, "get_state") and hasattr(value, "set_state") else value
+        return out
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved (a key left out keeps its value); an unknown key raises
+        ``KeyError`` naming it."""
+        unknown = sorted(set(state) - set(self.state_attributes))
+        if unknown:
+            raise KeyError(f"{self.name}: state has unknown keys {unknown}; expected {list(self.state_attributes)}")
+        for attr in self.state_attributes:
+            if attr not in state:
+                continue
+            current = getattr(self, attr, None)
+            if hasattr(current, "get_state") and hasattr(current, "set_state"):
+                current.set_state(state[attr])
+            else:
+                setattr(self, attr, state[attr])
 
     @classmethod
     def describe(cls) -> MethodInfo:
@@ -275,6 +331,10 @@ class AttributionMethod(Method):
     """
 
     kind: ClassVar[str] = "attribution"
+    #: ``False`` for a method whose map is the plain input gradient, ``True`` for input x gradient,
+    #: ``None`` (default) for any other: :func:`toolkit_core.attribution.layerwise` reproduces the first
+    #: two layer by layer with the gradient rule at every layer.
+    plain_gradient_times_input: ClassVar[bool | None] = None
 
     def attribute(self, model, x, target):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -299,6 +359,20 @@ class Attack(Method):
     #: evaluation compares them with the gradient-based ones to detect gradient masking.
     uses_gradients: ClassVar[bool] = True
 
+    @classmethod
+    def experiment_variants(cls, scale: Scale) -> list[dict[str, Any]]:
+        """Default: the attack's defaults with ``eps`` set to the data set's radius, if it takes one."""
+        takes_eps = any(p.name == "eps" for p in introspect_parameters(cls))
+        return [{"eps": scale.eps} if takes_eps else {}]
+
+    @classmethod
+    def training_params(cls, scale: Scale) -> dict[str, Any] | None:
+        """Parameters for crafting examples inside adversarial training at ``scale``, or ``None`` when this
+        attack is not meant for training (the default). An experiment trains its defenses with the
+        attack its config names, else with the first installed attack, by name, that returns parameters here.
+        """
+        return None
+
     def perturb(self, model, x, y):  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -316,6 +390,14 @@ class Defense(Method):
     """
 
     kind: ClassVar[str] = "defense"
+    #: Whether the quick experiment (``Scale.quick``) trains this defense; defenses are its most
+    #: expensive part, so by default it trains one (the first installed that opts in, else the first).
+    in_quick_experiment: ClassVar[bool] = False
+
+    @classmethod
+    def experiment_variants(cls, scale: Scale) -> list[dict[str, Any]]:
+        """Default: one run with the defaults; in a quick run only if the class sets ``in_quick_experiment``."""
+        return [{}] if cls.in_quick_experiment or not scale.quick else []
 
     def loss(self, model, x, y):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -325,13 +407,33 @@ class Defense(Method):
 
 
 class Prior(Method):
-    """A generative prior: ``fit(X)``, ``sample(n) -> (n, dim)``, ``codes`` and ``dim``."""
+    """A generative prior: ``fit(X)``, ``sample(n) -> (n, dim)``, ``codes`` and ``dim``.
+
+    Implement ``fit_points(X, **kwargs)``: :meth:`fit` converts the training data once (a tensor, array,
+    Dataset or DataLoader -> a finite float ``(N, D)`` CPU tensor with at least ``min_points`` rows,
+    :func:`toolkit_core.generative.points.training_points`) and hands it over, so every prior gets the
+    same checks and error messages.
+    """
 
     kind: ClassVar[str] = "prior"
+    #: Whether a GAN trained with this prior uses the pairing term (``train_gan(pair_weight=...)``):
+    #: ``False`` for an unstructured baseline prior whose codes carry no information about the data,
+    #: which is then trained as a plain GAN.
+    pairing: ClassVar[bool] = True
+    #: The fewest training points :meth:`fit` accepts.
+    min_points: ClassVar[int] = 1
     dim: int
     codes: Any = None
 
-    def fit(self, X):  # pragma: no cover - abstract
+    def fit(self, X, **kwargs):
+        """Fit on training points ``X`` (converted once, see the class docstring); returns ``self``."""
+        from .generative.points import training_points
+
+        self.fit_points(training_points(X, self.min_points), **kwargs)
+        return self
+
+    def fit_points(self, X, **kwargs) -> None:  # pragma: no cover - abstract
+        """Fit on ``X``, a checked float ``(N, D)`` tensor; set ``codes`` (one row per point)."""
         raise NotImplementedError
 
     def sample(self, n: int):  # pragma: no cover - abstract

@@ -26,6 +26,14 @@ _HOOK_DICTS = (
 )
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a model without tensors)."""
+    t = next(model.parameters(), None)
+    if t is None:
+        t = next(model.buffers(), None)
+    return t.device if t is not None else torch.device("cpu")
+
+
 def _hook_keys(model: nn.Module) -> dict[tuple[str, str], set]:
     keys = {}
     for mname, m in model.named_modules(remove_duplicate=False):

@@ -3,7 +3,7 @@
 ``evaluate_robustness(model, data, attacks=[...])`` streams ``(x, y)`` batches (a ``DataLoader``, a
 ``Dataset`` or a tuple of tensors), classifies every point clean, runs every attack on the points the
 model classifies correctly, and records per point whether it survived. Definitions (the protocol of
-METHODS.md section 2, as in AutoAttack, Croce & Hein 2020, arXiv:2003.01690)::
+docs/specs.md section 2, as in AutoAttack, Croce & Hein 2020, arXiv:2003.01690)::
 
     clean_i    = [argmax f(x_i) == y_i]
     robust_i^A = clean_i and [argmax f(A(x_i)) == y_i]          (accuracy under attack A)
@@ -51,7 +51,7 @@ from torch import nn
 from .data import iterate_batches
 from .methods import Attack
 from .models import digits_model  # noqa: F401 - re-exported: the reference model of the attack tests
-from .modelstate import check_model, guarded
+from .modelstate import check_model, guarded, model_device
 from .threads import torch_threads
 
 __all__ = ["RobustnessResult", "digits_model", "evaluate_robustness"]
@@ -212,13 +212,6 @@ def _resolve_attacks(attacks: Iterable[AttackSpec] | Mapping[str, AttackSpec]) -
     return out
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    if p is None:
-        p = next(model.buffers(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
 def _check_determinism(model: nn.Module, x: torch.Tensor) -> str | None:
     with torch.no_grad():
         a, b = model(x), model(x)
@@ -339,7 +332,7 @@ def _sweep_warnings(model, x, y, resolved: Mapping[str, Attack], points: int) ->
 def evaluate_robustness(
     model: nn.Module,
     data,
-    attacks: Iterable[AttackSpec] | Mapping[str, AttackSpec] = ("pgd",),
+    attacks: Iterable[AttackSpec] | Mapping[str, AttackSpec] | None = None,
     device: torch.device | str | None = None,
     batch_size: int = 256,
     limit: int | None = None,
@@ -352,9 +345,10 @@ def evaluate_robustness(
 
     ``data``: a ``DataLoader``, a ``Dataset`` or a tuple ``(x, y)``; inputs in [0, 1] (normalization
     inside the model). Batches are streamed to ``device`` (default: the model's device).
-    ``attacks``: attack objects, registered names (created with default parameters), ``(name, params)``
-    tuples, or a ``{label: attack}`` mapping. Each attack runs only on the points the model classifies
-    correctly (a misclassified point is not robust whatever the attack does).
+    ``attacks`` (required): attack objects, registered names (created with default parameters),
+    ``(name, params)`` tuples, ``{"name": ..., **params}`` dicts, or a ``{label: attack}`` mapping. Each
+    attack runs only on the points the model classifies correctly (a misclassified point is not robust
+    whatever the attack does).
     ``limit``: evaluate at most this many points. ``progress``: show a progress bar.
     ``num_threads``: torch CPU threads during the evaluation (restored afterwards); ``1`` is often
     much faster for small models on a shared machine. ``checks``: run the eps sweep of the
@@ -368,8 +362,11 @@ def evaluate_robustness(
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
     if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
         raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
+    if attacks is None:
+        raise ValueError("attacks is required: attack objects, registered names (`torchtrust list --kind attack`), "
+                         "(name, params) tuples or a {label: attack} mapping")
     resolved = _resolve_attacks(attacks)
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     notes: list[str] = []
     if model.training:
         msg = (

@@ -29,7 +29,7 @@ from .kinds import get_kind
 from .methods import BASES, Method, MethodInfo, describe
 from .modelstate import ModelSnapshot
 
-__all__ = ["ModelSnapshot", "check_kernel", "check_method", "contract_model", "with_plugin_on_path"]
+__all__ = ["ModelSnapshot", "check_kernel", "check_method", "contract_model", "digits_batch", "with_plugin_on_path"]
 
 
 # --------------------------------------------------------------------------- contract checks
@@ -41,6 +41,15 @@ def contract_model(seed: int = 0, bias: bool = True) -> torch.nn.Module:
 
     torch.manual_seed(seed)
     return DigitsCNN(size=16, width=4, hidden=16, bias=bias).eval()
+
+
+def digits_batch(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` seeded digits (16x16, in [0, 1]) and their labels, drawn from the whole bundled set."""
+    from .data import load_digits
+
+    ds = load_digits(16, "all")
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n]
+    return ds.tensors[0][idx], ds.tensors[1][idx]
 
 
 def _contract_batch(n: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""Attribution analysis: the seed paper's behaviours made measurable (METHODS.md section 1, "Analysis").
+"""Attribution analysis: the seed paper's behaviours made measurable (docs/specs.md section 1, "Analysis").
 
 * :func:`cascading_randomization` -- model-parameter randomization test (Adebayo et al. 2018).
 * :func:`cosine_similarity_convergence` -- rank-one collapse of a rule (Sixt et al. 2020).

@@ -19,8 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..attribution.canonizers import out_of_place
 from ..attribution.inputs import check_input, logits_of, resolve_target
 from ..methods import AttributionMethod
+from ..modelstate import model_device, preserved
 
 MethodSpec = Any  # a name, an AttributionMethod, a (name, params) pair, or {"method": name, **params}
 
@@ -32,12 +34,6 @@ def check_model(model: Any) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     return model
-
-
-def model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
 
 
 def forward_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -101,6 +97,9 @@ def resolve_method(spec: MethodSpec, label: str | None = None) -> ResolvedMethod
     """Turn a method spec into an :class:`AttributionMethod` (unknown names raise immediately)."""
     from ..catalog import resolve
 
+    if spec is None:
+        raise TypeError("an attribution method is required: a registered name (`torchtrust list --kind "
+                        "attribution`), a method object, (name, params) or {'name': ..., **params}")
     if isinstance(spec, dict):  # a dict may carry the label beside the method and its parameters
         spec = dict(spec)
         label = spec.pop("label", label)
@@ -125,6 +124,8 @@ def _given_params(spec: Any) -> dict[str, Any]:
 
 def resolve_methods(methods: Any) -> list[ResolvedMethod]:
     """A list of method specs (or a dict label -> spec, or a single spec) -> resolved methods."""
+    if methods is None:
+        raise TypeError("methods is required: a list of attribution method names or objects")
     single_pair = isinstance(methods, tuple) and len(methods) == 2 and isinstance(methods[1], dict)
     one_dict = isinstance(methods, dict) and ("method" in methods or "name" in methods)
     if isinstance(methods, (str, AttributionMethod)) or single_pair or one_dict:
@@ -136,7 +137,8 @@ def resolve_methods(methods: Any) -> list[ResolvedMethod]:
             raise TypeError(f"methods must be a list of method names or objects, got {type(methods).__name__}")
         out = [resolve_method(spec) for spec in methods]
     if not out:
-        raise ValueError("methods is empty; pass at least one attribution method, e.g. ['gradient', 'gbp']")
+        raise ValueError("methods is empty; pass at least one attribution method "
+                         "(`torchtrust list --kind attribution`)")
     labels = [m.label for m in out]
     dup = sorted({label for label in labels if labels.count(label) > 1})
     if dup:
@@ -159,27 +161,9 @@ def run_method(method: AttributionMethod, model: nn.Module, x: torch.Tensor, tar
 
 
 @contextlib.contextmanager
-def no_inplace(model: nn.Module) -> Iterator[nn.Module]:
-    """Set ``inplace=False`` on every module that has the flag (ReLU, Dropout, ...); restored on exit.
-
-    In-place activations overwrite the tensors our hooks read, and clash with full backward hooks.
-    """
-    changed = [m for m in model.modules() if getattr(m, "inplace", False) is True]
-    try:
-        for m in changed:
-            m.inplace = False
-        yield model
-    finally:
-        for m in changed:
-            m.inplace = True
-
-
-@contextlib.contextmanager
 def analysis_state(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode, no in-place activations, every mode/flag/hook restored on exit (also on error)."""
-    from ..modelstate import preserved
-
-    with preserved(model, mode=False), no_inplace(model):
+    with preserved(model, mode=False), out_of_place(model):
         yield model
 
 
@@ -419,6 +403,6 @@ __all__ = [
     "INPUT", "Injector", "Recorder", "ResolvedMethod", "analysis_state", "check_baseline", "check_blocks",
     "check_input", "check_model", "check_target", "check_target_cheap", "cosine_rows", "deepcopy_model", "find_blocks",
     "forward_logits",
-    "model_device", "no_inplace", "param_layers", "randomize_", "relevance_quantity", "resolve_method",
+    "model_device", "param_layers", "randomize_", "relevance_quantity", "resolve_method",
     "resolve_methods", "run_method", "trace_order",
 ]

@@ -111,7 +111,7 @@ def input_alignment(
     model: nn.Module,
     x: torch.Tensor,
     target: Any = None,
-    method: Any = "gradient",
+    method: Any = None,
     baseline: float | torch.Tensor = 0.0,
     layerwise: bool = True,
     quantity: str = "auto",

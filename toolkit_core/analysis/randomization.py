@@ -113,7 +113,7 @@ def cascading_randomization(
     model: nn.Module,
     x: torch.Tensor,
     target: Any = None,
-    methods: Any = ("gradient",),
+    methods: Any = None,
     order: str = "top_down",
     seed: int = 0,
     blocks: Sequence[Any] | None = None,

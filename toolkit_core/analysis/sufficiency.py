@@ -79,7 +79,7 @@ def key_information_sufficiency(
     model: nn.Module,
     x: torch.Tensor,
     target: Any = None,
-    method: Any = "gradient",
+    method: Any = None,
     ks: tuple[float, ...] = (1, 2, 5, 10, 20, 50),
     baseline: float | torch.Tensor = 0.0,
     rank: str = "abs",

@@ -68,7 +68,7 @@ def run_attribution(method, model: nn.Module, x: torch.Tensor, target: Any = Non
 
 
 def attribute(
-    model: nn.Module, x: torch.Tensor, target: Any = None, method: Any = "gbp", *, batch_size: int | None = None,
+    model: nn.Module, x: torch.Tensor, target: Any = None, method: Any = None, *, batch_size: int | None = None,
     **params: Any,
 ) -> torch.Tensor:
     """Attribution map of ``model``'s ``target`` logit with respect to ``x`` (same shape as ``x``).
@@ -81,17 +81,21 @@ def attribute(
     """
     from ..catalog import resolve
 
+    if method is None:
+        raise TypeError("attribute() needs method=: a registered attribution method name "
+                        "(`torchtrust list --kind attribution`) or an AttributionMethod object")
     return resolve(method, kind="attribution", **params)(model, x, target, batch_size=batch_size)
 
 
 def layerwise(
-    model: nn.Module, x: torch.Tensor, target: Any = None, method: Any = "lrp", record: Any = True,
+    model: nn.Module, x: torch.Tensor, target: Any = None, method: Any = None, record: Any = True,
     inject: Any = None, inject_kind: str = "relevance", **params: Any,
 ):
     """Input relevance plus the relevance ``R = z * c`` at the output of recorded layers.
 
-    ``method``: a modified-backprop method (name or object: gbp, deconvnet, rectgrad, lrp, dtd) or
-    ``"gradient"`` / ``"input_x_gradient"`` (plain autograd through the same engine).
+    ``method`` (required): a modified-backprop method (name or object: gbp, deconvnet, rectgrad, lrp, dtd)
+    or a method whose class sets ``plain_gradient_times_input`` (gradient, input x gradient: plain
+    autograd through the same engine).
     ``record``: ``True`` (every conv/dense/BatchNorm layer) or a list of module names (containers
     such as ``"layer1"`` allowed). ``inject={name: R}`` starts the backward pass at that layer with
     relevance ``R`` (``inject_kind="signal"``: with the signal ``c``) instead of at the target logit.
@@ -102,16 +106,20 @@ def layerwise(
     from ..modelstate import check_model, guarded
     from .base import ModifiedBackprop
     from .engine import run_engine
+    from .rules import Gradient
 
     check_model(model)
     x = check_input(x)
-    if method in ("gradient", "input_x_gradient"):
+    if method is None:
+        raise TypeError("layerwise() needs method=: a modified-backprop or plain-gradient attribution method")
+    m = resolve(method, kind="attribution", **params)
+    times_input = type(m).plain_gradient_times_input
+    if times_input is not None:
         with guarded(model, (x,)):
             return run_engine(
-                model, x, target, lambda name, module: "gradient", method=method,
-                multiply_input=method == "input_x_gradient", record=record, inject=inject, inject_kind=inject_kind,
+                model, x, target, lambda name, module: Gradient.name, method=m.name,
+                multiply_input=times_input, record=record, inject=inject, inject_kind=inject_kind,
             )
-    m = resolve(method, kind="attribution", **params)
     if not isinstance(m, ModifiedBackprop):
         raise TypeError(f"layer-wise relevance needs a modified-backprop method, got {m.name!r}")
     with guarded(model, (x,)):

@@ -59,6 +59,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 from ..errors import TorchtrustError
 from ..kinds import experiment_sections
+from ..methods import Scale
 
 #: section -> method kind, from the table of kinds (:mod:`toolkit_core.kinds`)
 METHOD_SECTIONS = experiment_sections()
@@ -68,10 +69,13 @@ STAGES = ("train", "robustness", "attribution", "generative", "metrics")
 
 #: Settings and their defaults (full, quick). Types are checked against the full default.
 SETTINGS: dict[str, dict[str, tuple[Any, Any]]] = {
-    "data": {"size": (16, 16), "train_size": (0, 0), "test_size": (0, 200), "batch_size": (32, 32)},
+    # eps: the L-inf radius of the threat model on this data; every attack and the training attack take
+    # their parameters for it from their own class (Attack.experiment_variants / training_params)
+    "data": {"size": (16, 16), "train_size": (0, 0), "test_size": (0, 200), "batch_size": (32, 32),
+             "eps": (0.1, 0.1)},
     "model": {"width": (16, 8), "hidden": (64, 32)},
     "train": {"epochs": (6, 3), "lr": (0.002, 0.003), "optimizer": ("adam", "adam"),
-              "attack_eps": (0.1, 0.1), "attack_alpha": (0.025, 0.04), "attack_steps": (5, 3)},
+              "attack": ("", "")},  # the attack defenses train with ("": see training_attack_spec)
     "analysis": {"randomization": (True, True), "photos": (True, True), "photo_size": (224, 64),
                  "samples": (16, 8), "sufficiency": (True, True), "faithfulness": (True, True)},
     # 2000 points / batch 100 = 20 steps per epoch: full 5000 steps per GAN, quick 1500 (ring only)
@@ -83,20 +87,19 @@ POSITIVE = "> 0"  # a lower bound that excludes zero
 #: Allowed values of settings: (low, high) bounds (None: open), or a tuple of choices for strings and
 #: list items. Checked with the types when the config is read, so nothing runs on a bad value.
 LIMITS: dict[str, dict[str, Any]] = {
-    "data": {"size": (4, 256), "train_size": (0, None), "test_size": (0, None), "batch_size": (1, None)},
+    "data": {"size": (4, 256), "train_size": (0, None), "test_size": (0, None), "batch_size": (1, None),
+             "eps": (0, 1)},
     "model": {"width": (1, None), "hidden": (1, None)},
-    "train": {"epochs": (1, None), "lr": (POSITIVE, None), "optimizer": ("adam", "sgd"), "attack_eps": (0, 1),
-              "attack_alpha": (POSITIVE, 1), "attack_steps": (1, None)},
+    "train": {"epochs": (1, None), "lr": (POSITIVE, None), "optimizer": ("adam", "sgd")},
     "analysis": {"photo_size": (32, 1024), "samples": (1, None)},
     "generative": {"mixtures": ("ring", "grid"), "epochs": (1, None), "samples": (1, None), "seeds": (1, None),
                    "train_points": (1, None), "batch_size": (1, None), "pair_weight": (0, None),
                    "noise_dim": (0, None), "hidden": (1, None), "lr": (POSITIVE, None)},
 }
-#: Evaluation-attack defaults applied when an attack's table leaves them out (digits: eps 0.3).
+# Defaults of methods added after their classes learned to give them (Method.experiment_variants);
+# still to move into their plugins' classes, like fgsm/pgd/apgd/lrp/aalp were.
+#: Evaluation-attack defaults merged over the class's experiment_variants (digits: eps 0.1).
 ATTACK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "fgsm": {"eps": 0.1},
-    "pgd": {"eps": 0.1, "alpha": 0.025, "steps": 20, "restarts": 1, "seed": 0},
-    "apgd": {"eps": 0.1, "steps": 50, "seed": 0},
     "apgd_t": {"eps": 0.1, "steps": 50, "n_target_classes": 9, "seed": 0},
     "fab": {"eps": 0.1, "steps": 50, "n_target_classes": 9, "seed": 0},
     "square": {"eps": 0.1, "n_queries": 1000, "seed": 0},
@@ -117,12 +120,6 @@ CERTIFIER_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 QUICK_CERTIFIER_PARAMS: dict[str, dict[str, Any]] = {"randomized_smoothing": {"n0": 20, "n": 100},
                                                      "drs": {"n0": 20, "n": 100}}
-#: Extra variants added to the default experiment next to every installed method's defaults.
-DEFAULT_VARIANTS: dict[str, list[dict[str, Any]]] = {
-    # LRP's default rule is epsilon everywhere (close to input x gradient); show a composite and z+ too.
-    "lrp": [{"composite": "epsilon_plus_flat"}, {"rule": "lrp_zplus"}],
-}
-QUICK_ATTACK_STEPS = {"pgd": 10, "apgd": 20}
 #: Defenses the default experiment leaves out: they need more than one plain network to train
 #: (adaptive smoothing mixes two trained classifiers; benchmarks/adaptive_smoothing.py evaluates it).
 DEFAULT_SKIP_METHODS = ("adaptive_smoothing",)
@@ -245,32 +242,47 @@ def _installed(kind: str) -> list[str]:
     return list_methods(kind)
 
 
-def default_methods(kind: str, quick: bool) -> list[MethodSpec]:
-    """Every installed method of ``kind``, with settings suited to the embedded digits data."""
+def scale_of(settings: dict[str, dict[str, Any]], quick: bool) -> Scale:
+    """What the method classes are told about this experiment (see :meth:`Method.experiment_variants`)."""
+    return Scale(eps=float(settings["data"]["eps"]), quick=quick)
+
+
+def default_methods(kind: str, scale: Scale) -> list[MethodSpec]:
+    """Every installed method of ``kind``, with the parameter sets its class gives for ``scale``."""
+    from ..catalog import get_info
+
     names = _installed(kind)
     specs = []
     for name in names:
-        params: dict[str, Any] = {}
-        if kind == "attack" and quick and name in QUICK_SKIP_ATTACKS and "autoattack" in names:
-            continue
         if name in DEFAULT_SKIP_METHODS:
             continue
-        if kind == "attack":
-            params = dict(ATTACK_DEFAULTS.get(name, {}))
-            if quick and name in QUICK_ATTACK_STEPS:
-                params["steps"] = QUICK_ATTACK_STEPS[name]
-            if quick:
-                params.update(QUICK_ATTACK_PARAMS.get(name, {}))
-        params.update(CERTIFIER_DEFAULTS.get(name, {}))  # method names are unique across kinds
-        if quick:
-            params.update(QUICK_CERTIFIER_PARAMS.get(name, {}))
-        if kind == "attribution" and quick:
-            params.update(QUICK_ATTRIBUTION_PARAMS.get(name, {}))
-        specs.append(MethodSpec(name, params))
-        specs += [MethodSpec(name, {**params, **extra}) for extra in DEFAULT_VARIANTS.get(name, [])]
-    if kind == "defense" and quick:  # quick: the seed paper's defense only (and plain training)
-        return [s for s in specs if s.name == "aalp"] or specs[:1]
+        if kind == "attack" and scale.quick and name in QUICK_SKIP_ATTACKS and "autoattack" in names:
+            continue
+        extra = {**ATTACK_DEFAULTS.get(name, {}), **CERTIFIER_DEFAULTS.get(name, {})}
+        if scale.quick:
+            extra.update({**QUICK_ATTACK_PARAMS.get(name, {}), **QUICK_CERTIFIER_PARAMS.get(name, {})})
+            if kind == "attribution":
+                extra.update(QUICK_ATTRIBUTION_PARAMS.get(name, {}))
+        specs += [MethodSpec(name, {**params, **extra}) for params in get_info(name).cls.experiment_variants(scale)]
+    if not specs and names and kind == "defense":  # quick, and no defense opted in: train the first one
+        specs = [MethodSpec(names[0])]
     return specs
+
+
+def training_attack_spec(settings: dict[str, dict[str, Any]], quick: bool) -> MethodSpec | None:
+    """The attack defenses are trained with when their config names none: ``[train] attack`` if set,
+    else the first installed attack (by name) whose class gives training parameters; its parameters
+    come from its class (:meth:`Attack.training_params`) for the experiment's scale. ``None`` if no
+    installed attack is meant for training."""
+    from ..catalog import get_info
+
+    scale = scale_of(settings, quick)
+    wanted = settings["train"]["attack"]
+    for name in [wanted] if wanted else _installed("attack"):
+        params = get_info(name).cls.training_params(scale)
+        if params is not None or wanted:
+            return MethodSpec(name, dict(params or {}))
+    return None
 
 
 def _settings(raw: dict[str, Any], quick: bool, lines: _Lines, problems: list) -> dict[str, dict[str, Any]]:
@@ -342,7 +354,7 @@ def _method_spec(entry: Any, section: str, index: int, lines: _Lines, problems: 
             a = {"name": a} if isinstance(a, str) else a
             if not isinstance(a, dict) or not isinstance(a.get("name"), str):
                 problems.append((lines.of(section, index, "attack"),
-                                 'attack must be a table like { name = "pgd", eps = 0.3 }'))
+                                 'attack must be a table like { name = "NAME", eps = 0.3 } naming an installed attack'))
             else:
                 at = lines.of(section, index, "attack")
                 spec.attack = MethodSpec(a["name"], {k: v for k, v in a.items() if k != "name"}, at,
@@ -376,7 +388,7 @@ def build_config(raw: dict[str, Any], *, quick: bool = False, text: str = "", so
     cfg.settings = _settings(raw, quick, lines, problems)
     for section, kind in METHOD_SECTIONS.items():
         if section not in raw:
-            cfg.methods[section] = default_methods(kind, quick)
+            cfg.methods[section] = default_methods(kind, scale_of(cfg.settings, quick))
             continue
         entries = raw[section]
         if isinstance(entries, dict):
@@ -386,6 +398,7 @@ def build_config(raw: dict[str, Any], *, quick: bool = False, text: str = "", so
             continue
         specs = [_method_spec(e, section, i, lines, problems) for i, e in enumerate(entries)]
         cfg.methods[section] = [s for s in specs if s is not None]
+    _give_defenses_the_training_attack(cfg, lines, problems)
     for section, kind in METHOD_SECTIONS.items():
         kept = []
         for spec in cfg.methods.get(section, []):
@@ -412,6 +425,25 @@ def build_config(raw: dict[str, Any], *, quick: bool = False, text: str = "", so
     if problems:
         raise ConfigError(sorted(problems, key=lambda p: p[0] or 0), source)
     return cfg
+
+
+def _give_defenses_the_training_attack(cfg: ExperimentConfig, lines: _Lines, problems: list) -> None:
+    """Every defense that takes an attack but names none gets the experiment's training attack."""
+    from ..catalog import get_info
+
+    wanted = cfg.settings["train"]["attack"]
+    if wanted and wanted not in _installed("attack"):
+        problems.append((lines.of("train", 0, "attack"), f"train.attack: '{wanted}' is not an installed attack; "
+                         f"installed: {', '.join(_installed('attack')) or 'none'}"))
+        return
+    attack = training_attack_spec(cfg.settings, cfg.quick)
+    for spec in cfg.methods.get("defenses", []):
+        try:
+            takes_attack = any(p.name == "attack" for p in get_info(spec.name).parameters)
+        except Exception:  # noqa: BLE001 - an unknown name is reported by _check_method
+            continue
+        if takes_attack and spec.attack is None and attack is not None:
+            spec.attack = dataclasses.replace(attack, params=dict(attack.params))
 
 
 def _check_method(spec: MethodSpec, kind: str, problems: list, created: bool = True) -> bool:

@@ -20,6 +20,7 @@ PACGAN_TABLE1 = {
 
 def stage_generative(ctx: RunContext) -> dict[str, Any]:
     """Plain GAN (gaussian prior) and the same networks with every other prior (pairing on, MMCGAN)."""
+    from ..catalog import get_info
     from ..generative import generate, mixture_spec, mode_statistics, train_gan
     from ..models import MLP
 
@@ -35,7 +36,7 @@ def stage_generative(ctx: RunContext) -> dict[str, Any]:
         sampler, _, _ = tt_data.TOY_MIXTURES[mixture]
         modes, std = mixture_spec(mixture)
         for spec in specs:
-            pair = 0.0 if spec.name == "gaussian" else g["pair_weight"]
+            pair = g["pair_weight"] if get_info(spec.name).cls.pairing else 0.0
             label = f"{mixture} / {spec.label}" + (" (GAN)" if pair == 0 else " (paired)")
             stats = []
             for s in range(g["seeds"]):

@@ -10,24 +10,6 @@ from .figures import plot_training
 from .runner import RunContext
 
 
-def _defense(ctx: RunContext, spec: MethodSpec):
-    """Create a defense; one that takes an attack but names none gets a digits-sized PGD."""
-    from ..catalog import get_info
-
-    takes_attack = any(p.name == "attack" for p in get_info(spec.name).parameters)
-    if takes_attack and spec.attack is None and "pgd" in _installed("attack"):
-        t = ctx.config.settings["train"]
-        attack = MethodSpec("pgd", {"eps": t["attack_eps"], "alpha": t["attack_alpha"], "steps": t["attack_steps"]})
-        spec = MethodSpec(spec.name, spec.params, spec.line, attack)
-    return instantiate(spec, "defense")
-
-
-def _installed(kind: str) -> list[str]:
-    from ..catalog import list_methods
-
-    return list_methods(kind)
-
-
 def stage_train(ctx: RunContext) -> dict[str, Any]:
     """Train (or reuse) one model per defense; each is keyed by a hash of everything that determines it.
 
@@ -59,7 +41,7 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
             rows[label] = saved["row"]
             reused.append(label)
         else:
-            defense = None if spec.name == "plain" else _defense(ctx, spec)
+            defense = None if spec.name == "plain" else instantiate(spec, "defense")
             history = fit(model, train, defense=defense, epochs=cfg.get("train", "epochs"),
                           lr=cfg.get("train", "lr"), optimizer=cfg.get("train", "optimizer"),
                           batch_size=cfg.get("data", "batch_size"), seed=cfg.seed, device=ctx.device,

@@ -30,48 +30,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from ..training import distributed as dist_utils
-from ..training.checkpoint import capture_rng, restore_rng, save_atomic
+from ..training.checkpoint import restore_rng
 from ..training.history import History
+from ..training.runtime import Runtime
+from .points import training_points
 
 CHECKPOINT_NAME = "gan_last.pt"
 FORMAT = 2  # 2: per-rank RNG states and the world size
-
-
-def _training_tensor(data) -> torch.Tensor:
-    """The training points as one ``(N, ...)`` float tensor (first element of each batch or item)."""
-    if isinstance(data, torch.Tensor):
-        x = data
-    elif isinstance(data, (tuple, list)) and data and isinstance(data[0], torch.Tensor):
-        x = data[0]
-    elif isinstance(data, (DataLoader, Dataset)):
-        loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=1024)
-        parts = [b[0] if isinstance(b, (tuple, list)) else b for b in loader]
-        if not parts:
-            raise ValueError("data is empty; train_gan needs training points")
-        x = torch.cat(parts)
-    else:
-        raise TypeError(
-            f"data must be a tensor (N, ...), a tuple (x, y), a Dataset or a DataLoader, got {type(data).__name__}"
-        )
-    x = x.detach().float().cpu()
-    if x.dim() < 2 or len(x) < 2:
-        raise ValueError(f"data must hold at least 2 training points of shape (N, ...), got {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
-        raise ValueError("data contains NaN or infinite values")
-    return x
-
-
-def _average_gradients(module: nn.Module, world: int) -> None:
-    for p in module.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-            p.grad /= world
 
 
 def _latent(prior, n: int, noise_dim: int, device) -> torch.Tensor:
@@ -81,17 +51,8 @@ def _latent(prior, n: int, noise_dim: int, device) -> torch.Tensor:
     return z.to(device)
 
 
-def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.fields[stats]}"), disable=not enabled, transient=True,
-    )
-
-
 def _prior_state(prior) -> dict[str, Any]:
-    if hasattr(prior, "state_dict"):
+    if hasattr(prior, "state_dict"):  # a Prior: Method.state_dict (its state_attributes)
         return {k: v for k, v in prior.state_dict().items() if v is not None}
     return {"codes": prior.codes} if getattr(prior, "codes", None) is not None else {}
 
@@ -131,17 +92,20 @@ def train_gan(
         raise ValueError(f"noise_dim must be >= 0, got {noise_dim}")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs the checkpoint_dir of the run to continue")
-    x = _training_tensor(data)
+    x = training_points(data, min_points=2, flatten=False)
+    path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    with Runtime(device, path, FORMAT, "toolkit_core.train_gan") as rt:
+        return _train_gan(generator, discriminator, x, prior, rt, epochs=epochs, pair_weight=pair_weight,
+                          noise_dim=noise_dim, lr=lr, betas=betas, batch_size=batch_size, resume=resume, seed=seed,
+                          progress=progress, fit_prior=fit_prior)
+
+
+def _train_gan(generator, discriminator, x, prior, rt: Runtime, *, epochs, pair_weight, noise_dim, lr, betas,
+               batch_size, resume, seed, progress, fit_prior) -> History:
     n = len(x)
-    ctx = dist_utils.setup(device)
+    ctx = rt.ctx
     dev = ctx.device
-    torch.manual_seed(seed)
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
+    rt.seed(seed, per_rank=False)  # the prior is fitted alike on every rank
 
     codes = getattr(prior, "codes", None)
     if fit_prior and (codes is None or len(codes) != n):
@@ -156,10 +120,8 @@ def train_gan(
         torch.manual_seed(seed + ctx.rank)  # the prior is fitted alike everywhere; latents differ per rank
     generator.to(dev).train()
     discriminator.to(dev).train()
-    if ctx.distributed:
-        for module in (generator, discriminator):
-            for t in list(module.parameters()) + list(module.buffers()):
-                dist.broadcast(t.data, src=0)
+    rt.broadcast(generator)
+    rt.broadcast(discriminator)
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas)
 
@@ -176,18 +138,8 @@ def train_gan(
 
     history = History(meta={"pair_weight": pair_weight, "noise_dim": noise_dim, "prior": getattr(prior, "name", "")})
     start = 0
-    path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    if resume and path is not None and path.exists():
-        from ..training.checkpoint import load_file
-
-        ckpt = load_file(path, map_location="cpu")
-        if ckpt.get("format") != FORMAT:
-            raise RuntimeError(f"{path} has checkpoint format {ckpt.get('format')!r}, expected {FORMAT}")
-        if ckpt["world_size"] != ctx.world_size:
-            raise RuntimeError(
-                f"the checkpoint {path} was written by {ckpt['world_size']} process(es), this run has "
-                f"{ctx.world_size}; resume with the same number of processes"
-            )
+    ckpt = rt.load() if resume else None
+    if ckpt is not None:
         generator.load_state_dict(ckpt["generator"])
         discriminator.load_state_dict(ckpt["discriminator"])
         opt_g.load_state_dict(ckpt["opt_g"])
@@ -200,7 +152,7 @@ def train_gan(
     codes_dev = None if getattr(prior, "codes", None) is None else torch.as_tensor(prior.codes).float().to(dev)
 
     steps = math.ceil(len(loader))
-    with _progress(progress and ctx.is_main) as bar:
+    with rt.progress(progress, transient=True) as bar:
         task = bar.add_task("train_gan", total=max(epochs - start, 0) * steps, stats="")
         for epoch in range(start, epochs):
             t0 = time.perf_counter()
@@ -217,8 +169,7 @@ def train_gan(
                 d_loss = F.softplus(-discriminator(xb)).mean() + F.softplus(discriminator(fake)).mean()
                 opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
-                if ctx.distributed:
-                    _average_gradients(discriminator, ctx.world_size)
+                rt.average_gradients(discriminator)
                 opt_d.step()
                 # generator step
                 z = _latent(prior, b, noise_dim, dev)
@@ -233,8 +184,7 @@ def train_gan(
                     loss = loss + pair_weight * pair
                 opt_g.zero_grad(set_to_none=True)
                 loss.backward()
-                if ctx.distributed:
-                    _average_gradients(generator, ctx.world_size)
+                rt.average_gradients(generator)
                 opt_g.step()
                 sums += torch.tensor([d_loss.item() * b, g_adv.item() * b, pair.item() * b, b], dtype=torch.float64)
                 stats = f"epoch {epoch + 1}/{epochs}  D {d_loss.item():.3f}  G {g_adv.item():.3f}"
@@ -245,14 +195,9 @@ def train_gan(
                 "epoch": epoch + 1, "d_loss": float(sums[0]) / cnt, "g_loss": float(sums[1]) / cnt,
                 "pair_loss": float(sums[2]) / cnt, "time_s": time.perf_counter() - t0,
             })
-            rngs = dist_utils.all_gather_object(capture_rng(loader_gen), ctx) if path is not None else None
-            if path is not None and ctx.is_main:
-                save_atomic({
-                    "format": FORMAT, "epoch": epoch + 1, "world_size": ctx.world_size,
-                    "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
-                    "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "prior": _prior_state(prior),
-                    "rng": rngs, "history": history.to_dict(),
-                }, path)
-            dist_utils.barrier(ctx)
-    dist_utils.teardown(ctx)
+            rt.save({
+                "epoch": epoch + 1, "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
+                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "prior": _prior_state(prior),
+                "history": history.to_dict(),
+            }, loader_gen)
     return history

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from ..data import GRID_MODES, GRID_STD, RING_MODES, RING_STD
+from ..modelstate import model_device
 
 MIXTURES: dict[str, tuple[Tensor, float]] = {"ring": (RING_MODES, RING_STD), "grid": (GRID_MODES, GRID_STD)}
 
@@ -72,8 +73,7 @@ def generate(generator, prior, n: int, noise_dim: int = 0, batch_size: int = 102
             z = torch.as_tensor(prior.sample(b)).float()
             if noise_dim:
                 z = torch.cat([z, torch.randn(b, noise_dim)], dim=1)
-            dev = next((p.device for p in generator.parameters()), torch.device("cpu")) \
-                if isinstance(generator, torch.nn.Module) else torch.device("cpu")
+            dev = model_device(generator) if isinstance(generator, torch.nn.Module) else torch.device("cpu")
             out.append(generator(z.to(dev)).cpu())
         return torch.cat(out) if out else torch.empty(0)
 

@@ -11,14 +11,13 @@ Under ``torchrun --nproc_per_node 2 script.py`` the same call trains with Distri
 """
 
 from .adversarial import (
-    DEFAULT_ATTACK,
     AdversarialDefense,
     accuracy,
     craft,
-    default_attack,
     eval_logits,
     repr_with_attack,
     resolve_attack,
+    training_attack,
     unwrap_model,
 )
 from .checkpoint import load_checkpoint, save_atomic
@@ -27,6 +26,6 @@ from .loop import DEFAULT_LR, fit
 
 __all__ = [
     "AdversarialDefense",
-    "DEFAULT_ATTACK", "DEFAULT_LR", "History", "accuracy", "craft", "default_attack", "eval_logits", "fit",
-    "load_checkpoint", "repr_with_attack", "resolve_attack", "save_atomic", "unwrap_model",
+    "DEFAULT_LR", "History", "accuracy", "craft", "eval_logits", "fit", "load_checkpoint", "repr_with_attack",
+    "resolve_attack", "save_atomic", "training_attack", "unwrap_model",
 ]

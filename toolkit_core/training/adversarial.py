@@ -1,4 +1,4 @@
-"""Helpers for defense plugins: the default attack, unwrapping DDP, crafting adversarial examples.
+"""Helpers for defense plugins: the training attack, unwrapping DDP, crafting adversarial examples.
 
 Defenses receive the model exactly as :func:`toolkit_core.fit` trains it, which under DDP is a
 :class:`~torch.nn.parallel.DistributedDataParallel` wrapper. Adversarial examples are crafted on the
@@ -8,43 +8,43 @@ synchronization), with the model in eval mode; the training forward passes go th
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
-from ..methods import Defense
-
-#: Parameters of the attack a defense creates when none is given: ``create("pgd", **DEFAULT_ATTACK)``.
-#: CIFAR-like L-inf PGD-10 (Madry et al. 2018): eps 8/255, step 2/255, random start.
-DEFAULT_ATTACK: dict[str, Any] = {"eps": 8 / 255, "alpha": 2 / 255, "steps": 10}
+from ..catalog import resolve
+from ..methods import Defense, Scale
 
 
-def default_attack():
-    """``toolkit_core.create("pgd", eps=8/255, alpha=2/255, steps=10)`` (needs the ``pgd`` plugin)."""
-    from ..catalog import create
+def training_attack(scale: Scale | None = None, name: str | None = None, contract: bool = False):
+    """An attack for adversarial training, created from the catalog: ``name``, else the first installed
+    attack (by name) whose class gives training parameters (:meth:`~toolkit_core.methods.Attack.training_params`)
+    for ``scale`` (default ``Scale()``: L-inf 8/255). ``contract=True``: with the class's cheap
+    contract-check parameters instead (the defenses' contract checks use it)."""
+    from ..catalog import get_info, list_methods
 
-    try:
-        return create("pgd", **DEFAULT_ATTACK)
-    except Exception as exc:  # the pgd plugin is not installed, or failed to load
-        raise RuntimeError(
-            "this defense needs an attack: pass attack=toolkit_core.create('pgd', ...) (or any Attack "
-            f"object), or install the torchtrust-pgd plugin for the default one ({exc})"
-        ) from exc
+    scale = scale or Scale()
+    for candidate in [name] if name else list_methods("attack"):
+        cls = get_info(candidate).cls
+        params = cls.training_params(scale)
+        if params is not None or name:
+            if contract:
+                params = {**(params or {}), **cls.contract_params()}
+            return resolve(candidate, kind="attack", **(params or {}))
+    raise RuntimeError("no installed attack gives training parameters (Attack.training_params); pass "
+                       "attack=toolkit_core.create(NAME, ...) to the defense")
 
 
 def resolve_attack(attack):
-    """An Attack object, a registered attack name, ``(name, params)``, ``{"name": ..., **params}``, or
-    ``None`` (the default PGD, created now); read by :func:`toolkit_core.catalog.resolve`."""
-    from ..catalog import resolve
-
+    """An Attack object, a registered attack name, ``(name, params)`` or ``{"name": ..., **params}``,
+    read by :func:`toolkit_core.catalog.resolve`."""
     if attack is None:
-        return default_attack()
+        raise TypeError("this defense needs an attack: pass attack=toolkit_core.create(NAME, ...) (any Attack "
+                        "object; `torchtrust list --kind attack`). Experiments build it from their config.")
     try:
         return resolve(attack, kind="attack")
     except TypeError as exc:
-        raise TypeError(f"attack must be a toolkit_core Attack object (e.g. toolkit_core.create('pgd', eps=0.1)), "
-                        f"a registered attack name or None: {exc}") from None
+        raise TypeError(f"attack must be a toolkit_core Attack object (e.g. toolkit_core.create(NAME, eps=0.1)) "
+                        f"or a registered attack name: {exc}") from None
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -101,8 +101,9 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
 class AdversarialDefense(Defense):
     """A defense trained against an attack object (PGD-AT, TRADES, ALP, AALP, ...).
 
-    Holds ``attack`` (an :class:`~toolkit_core.methods.Attack`, or ``None`` for the default PGD,
-    created on first access), shows it in ``repr``, and gives the contract checks a cheap attack.
+    Holds ``attack`` (an :class:`~toolkit_core.methods.Attack`; ``None`` is allowed at creation, e.g. to
+    inspect the defense, but training then asks for one), shows it in ``repr``, and gives the contract
+    checks a cheap attack (:func:`training_attack` with the attack class's contract parameters).
     Subclasses call ``self._set_attack(attack)`` in ``__init__``.
     """
 
@@ -111,25 +112,21 @@ class AdversarialDefense(Defense):
 
         if attack is not None and not isinstance(attack, Attack):
             raise TypeError(
-                f"{self.name}: attack must be an Attack object such as create('pgd', ...), got {attack!r}"
+                f"{self.name}: attack must be an Attack object such as create(NAME, eps=...), got {attack!r}"
             )
         self._attack = attack
 
     @classmethod
     def contract_params(cls) -> dict:
-        from ..catalog import create
-
-        return {"attack": create("pgd", eps=0.1, alpha=0.05, steps=2)}
+        return {"attack": training_attack(Scale(eps=0.1, quick=True), contract=True)}
 
     def __repr__(self) -> str:
         return repr_with_attack(self, self._attack)
 
     @property
     def attack(self):
-        """The attack used to craft ``x_adv`` (the default PGD is created on first access)."""
-        if self._attack is None:
-            self._attack = resolve_attack(None)
-        return self._attack
+        """The attack used to craft ``x_adv`` (raises a clear error when none was given)."""
+        return resolve_attack(self._attack)
 
     def loss(self, model, x, y):
         """``objective(model, x, x_adv, y)`` with ``x_adv`` crafted by :attr:`attack` on the model in

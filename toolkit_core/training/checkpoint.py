@@ -126,17 +126,22 @@ def load_checkpoint(
     checkpoint_dir: str | os.PathLike, map_location: str | torch.device = "cpu"
 ) -> dict[str, Any] | None:
     """The last checkpoint in ``checkpoint_dir``, or ``None`` if there is none yet."""
-    path = checkpoint_path(checkpoint_dir)
+    return read_checkpoint(checkpoint_path(checkpoint_dir), FORMAT_VERSION, "toolkit_core.fit", map_location)
+
+
+def read_checkpoint(path: Path, format: int, writer: str, map_location: str | torch.device = "cpu"
+                    ) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` (``None`` if absent), refused unless ``writer`` wrote it in ``format``."""
     if not path.exists():
         return None
     ckpt = load_file(path, map_location=map_location)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a torchtrust checkpoint; "
                               "delete it or use another checkpoint_dir")
-    if ckpt.get("format") != FORMAT_VERSION:
+    if ckpt.get("format") != format:
         raise CheckpointError(
-            f"{path} was written by an incompatible version of toolkit_core.fit (format {ckpt.get('format')!r}, "
-            f"expected {FORMAT_VERSION}); start a fresh run with resume=False or another checkpoint_dir"
+            f"{path} was written by an incompatible version of {writer} (format {ckpt.get('format')!r}, "
+            f"expected {format}); start a fresh run with resume=False or another checkpoint_dir"
         )
     return ckpt
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import random
 import signal
 import threading
 import time
@@ -11,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,6 +20,7 @@ from . import checkpoint as ckpt_io
 from . import distributed as dist_utils
 from .adversarial import accuracy, craft, unwrap_model
 from .history import History
+from .runtime import Runtime
 
 OptimizerSpec = str | torch.optim.Optimizer | Callable[..., torch.optim.Optimizer]
 
@@ -115,12 +114,6 @@ def _make_loader(data, batch_size: int, ctx: dist_utils.DistContext, seed: int |
     return DataLoader(dataset, batch_size=global_batch // ctx.world_size, sampler=sampler, **extra), sampler
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 class _SignalGuard:
     """Turn SIGINT/SIGTERM into a flag checked between batches; restore the previous handlers on exit."""
 
@@ -200,22 +193,6 @@ def _run_settings(defense, opt: torch.optim.Optimizer, weight_decay: float, batc
             "grad_clip": grad_clip}
 
 
-def _progress(enabled: bool):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), TextColumn("{task.fields[stats]}"), disable=not enabled,
-    )
-
-
 def _stats_text(sums: dict[str, float], n: float) -> str:
     if n <= 0:
         return ""
@@ -292,30 +269,26 @@ def fit(
     if grad_clip is not None and not grad_clip > 0:
         raise ValueError(f"grad_clip must be a positive number or None, got {grad_clip!r}")
 
-    ctx = dist_utils.setup(device)
-    try:
-        return _fit(model, train_data, _resolve_defense(defense), ctx, epochs=epochs, optimizer=optimizer, lr=lr,
+    path = ckpt_io.checkpoint_path(checkpoint_dir) if checkpoint_dir is not None else None
+    with Runtime(device, path, ckpt_io.FORMAT_VERSION, "toolkit_core.fit") as rt:
+        return _fit(model, train_data, _resolve_defense(defense), rt, epochs=epochs, optimizer=optimizer, lr=lr,
                     weight_decay=weight_decay, batch_size=batch_size, checkpoint_dir=checkpoint_dir, resume=resume,
                     seed=seed, eval_data=eval_data, eval_attack=eval_attack, grad_clip=grad_clip,
                     progress=progress, on_batch_end=on_batch_end)
-    finally:
-        dist_utils.teardown(ctx)
 
 
-def _fit(model, train_data, defense, ctx, *, epochs, optimizer, lr, weight_decay, batch_size, checkpoint_dir,
+def _fit(model, train_data, defense, rt: Runtime, *, epochs, optimizer, lr, weight_decay, batch_size, checkpoint_dir,
          resume, seed, eval_data, eval_attack, grad_clip, progress, on_batch_end) -> History:
+    ctx = rt.ctx
     model.to(ctx.device)
-    ckpt = ckpt_io.load_checkpoint(checkpoint_dir, map_location="cpu") if resume else None
+    ckpt = rt.load() if resume else None
     if seed is not None:
-        _seed_everything(seed + ctx.rank)
+        rt.seed(seed)
     loader, sampler = _make_loader(train_data, batch_size, ctx, seed)
     if seed is not None and sampler is None and loader.generator is not None:
         loader.generator.manual_seed(seed)
     generator = loader.generator if sampler is None else None
-    net: nn.Module = model
-    if ctx.distributed:
-        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-        net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    net = rt.wrap(model)
     opt = _make_optimizer(optimizer, model.parameters(), lr, weight_decay)
     if eval_attack is None and eval_data is not None:
         eval_attack = getattr(defense, "attack", None)
@@ -331,11 +304,6 @@ def _fit(model, train_data, defense, ctx, *, epochs, optimizer, lr, weight_decay
                 f"epochs={epochs} asked for; pass epochs >= {int(ckpt['epoch'])} to continue, or resume=False to "
                 "start afresh"
             )
-        if ckpt["world_size"] != ctx.world_size:
-            raise RuntimeError(
-                f"the checkpoint in {checkpoint_dir} was written by {ckpt['world_size']} process(es), this run "
-                f"has {ctx.world_size}; resume with the same number of processes"
-            )
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         if ckpt.get("defense") is not None and hasattr(defense, "load_state_dict"):
@@ -349,21 +317,16 @@ def _fit(model, train_data, defense, ctx, *, epochs, optimizer, lr, weight_decay
     def save(epoch: int, batch: int, sums: dict[str, float], epoch_rng: dict) -> None:
         if checkpoint_dir is None:
             return
-        rngs = dist_utils.all_gather_object(ckpt_io.capture_rng(generator), ctx)
-        epoch_rngs = dist_utils.all_gather_object(epoch_rng, ctx)
-        if ctx.is_main:
-            ckpt_io.save_atomic({
-                "format": ckpt_io.FORMAT_VERSION, "epoch": epoch, "batch": batch, "epochs": epochs,
-                "settings": settings,
-                "world_size": ctx.world_size, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "defense": defense.state_dict() if hasattr(defense, "state_dict") else None,
-                "history": history.to_dict(), "sums": dict(sums), "rng": rngs, "epoch_rng": epoch_rngs,
-            }, ckpt_io.checkpoint_path(checkpoint_dir))
-        dist_utils.barrier(ctx)
+        epoch_rngs = rt.gather(epoch_rng)
+        rt.save({
+            "epoch": epoch, "batch": batch, "epochs": epochs, "settings": settings, "model": model.state_dict(),
+            "optimizer": opt.state_dict(), "defense": defense.state_dict() if hasattr(defense, "state_dict") else None,
+            "history": history.to_dict(), "sums": dict(sums), "epoch_rng": epoch_rngs,
+        }, generator)
 
     guard = _SignalGuard(enabled=checkpoint_dir is not None)
     stop_signal = 0
-    with guard, _progress(progress and ctx.is_main) as bar:
+    with guard, rt.progress(progress) as bar:
         for epoch in range(start_epoch, epochs):
             t0 = time.perf_counter()
             defense.start_epoch(epoch, epochs)

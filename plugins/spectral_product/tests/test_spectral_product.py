@@ -1,6 +1,10 @@
-"""Contract of the `spectral_product` plugin (numbers are checked in tests/test_generalization_metrics.py)."""
+"""Contract of the `spectral_product` plugin and its numbers against formulas."""
 
-from toolkit_core.catalog import get_info
+import pytest
+import torch
+from torch import nn
+
+from toolkit_core.catalog import create, get_info
 from toolkit_core.testing import check_method
 
 
@@ -8,3 +12,22 @@ def test_spectral_product_contract_and_provider():
     check_method("spectral_product")
     info = get_info("spectral_product")
     assert info.provider == "torchtrust-spectral-product"
+
+
+# --------------------------------------------------------------- numbers against formulas evaluated directly
+
+
+def small_mlp(bias):
+    torch.manual_seed(3)
+    return nn.Sequential(nn.Flatten(), nn.Linear(6, 5, bias=bias), nn.ReLU(), nn.Linear(5, 4, bias=bias),
+                         nn.ReLU(), nn.Linear(4, 3, bias=bias))
+
+
+def test_spectral_product_equals_svd():
+    model = small_mlp(True)
+    out = create("spectral_product").compute(model, None)
+    svals = [torch.linalg.svdvals(m.weight.double())[0] for m in model if isinstance(m, nn.Linear)]
+    assert out["log_spectral_product"] == pytest.approx(float(sum(2 * torch.log(s) for s in svals)))
+    assert out["log_frobenius_product"] == pytest.approx(
+        float(sum(2 * torch.log(m.weight.double().norm()) for m in model if isinstance(m, nn.Linear))))
+    assert out["spectral_norm/1"] == pytest.approx(float(svals[0]))

@@ -1,7 +1,7 @@
 """Adaptive Adversarial Logits Pairing -- our operational reading of Wu et al. (arXiv:2005.11904).
 
 The paper's full text was not available to us. What follows is the reading written down in the
-project's METHODS.md (section 2); every choice that the paper might make differently is a parameter.
+project's docs/specs.md (section 2); every choice that the paper might make differently is a parameter.
 """
 
 from __future__ import annotations
@@ -144,6 +144,8 @@ class AALP(AdversarialDefense):
                "pair weights.")
     citation = "arXiv:2005.11904"
     kernels = ("torchtrust_alp::weighted_pair_loss",)
+    state_attributes = ("p",)  # the Guided Dropout rate of the current epoch
+    in_quick_experiment = True  # the quick experiment trains the seed paper's defense (and plain training)
 
     def __init__(
         self,
@@ -199,12 +201,6 @@ class AALP(AdversarialDefense):
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         self.p = self.rate(epoch, epochs)
-
-    def state_dict(self) -> dict:
-        return {"p": self.p}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.p = float(state["p"])
 
     # ------------------------------------------------------------------ Guided Dropout
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
 from toolkit_core.attacks import check_classes
-from toolkit_core.methods import Attack
+from toolkit_core.methods import Attack, Scale
 
 TINY = 1e-12
 
@@ -115,6 +115,11 @@ class APGD(Attack):
     @classmethod
     def contract_params(cls) -> dict:
         return {"steps": 5, "seed": 0}
+
+    @classmethod
+    def experiment_variants(cls, scale: Scale) -> list[dict[str, Any]]:
+        """Evaluation: 50 steps (quick: 20), seeded."""
+        return [{"eps": scale.eps, "steps": 20 if scale.quick else 50, "seed": 0}]
 
     @staticmethod
     def checkpoints(steps: int) -> list[int]:

@@ -27,6 +27,7 @@ class Gradient(AttributionMethod):
     name = "gradient"
     summary = "Plain gradient of the target logit with respect to the input (saliency)."
     citation = "arXiv:1312.6034"
+    plain_gradient_times_input = False  # layerwise(): the gradient rule at every layer
 
     def __init__(self, absolute: bool = False):
         self.absolute = absolute
@@ -45,6 +46,7 @@ class InputXGradient(AttributionMethod):
     name = "input_x_gradient"
     summary = "Input times the gradient of the target logit (equals LRP-0 on bias-free ReLU nets)."
     citation = "arXiv:1605.01713"
+    plain_gradient_times_input = True  # layerwise(): the gradient rule at every layer, times the input
 
     def attribute(self, model, x, target):
         return x.detach() * target_gradient(model, x, target)

@@ -32,7 +32,7 @@ class Itid(Metric):
     * ``bound = R_emp + invariance_weight * (1 - inv_hard) + sqrt(ln(2/delta) / (2n))``, where
       ``R_emp`` is the 0-1 error on the data and ``n`` the number of samples.
 
-    The paper text was unavailable: these are the operational definitions of METHODS.md section 4
+    The paper text was unavailable: these are the operational definitions of docs/specs.md section 4
     (ours); in particular the bound is an estimate in the spirit of the ITID theory (empirical risk,
     a term growing with non-invariance, a Hoeffding confidence term), not the paper's theorem.
     Noise transforms use a generator seeded with ``seed``, so results are reproducible.

@@ -20,7 +20,7 @@ class ItidEnhance(Defense):
     ``loss = (1 - clean_weight) * CE(f(g* x), y) + clean_weight * CE(f(x), y)``.
 
     This is the invariance enhancement of the ITID theory (Zheng et al., arXiv:1911.12603) as
-    operationalized in METHODS.md section 4 (ours: the paper text was unavailable): the training
+    operationalized in docs/specs.md section 4 (ours: the paper text was unavailable): the training
     distribution is modified towards the transforms the hypothesis is least invariant to. ``k = 1``
     is plain random augmentation, a useful baseline.
     """
@@ -28,6 +28,7 @@ class ItidEnhance(Defense):
     name = "itid_enhance"
     summary = "Worst-of-k transform augmentation: train on the candidate whose output moves most (ITID)."
     citation = "arXiv:1911.12603"
+    state_attributes = ("_gen",)  # the candidate generator (saved in fit checkpoints for bit-exact resume)
 
     def __init__(
         self,
@@ -54,13 +55,6 @@ class ItidEnhance(Defense):
     @classmethod
     def contract_params(cls) -> dict:
         return {"k": 2}
-
-    def state_dict(self) -> dict:
-        """The candidate generator's state (saved in ``fit`` checkpoints for bit-exact resume)."""
-        return {"generator": self._gen.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self._gen.set_state(state["generator"])
 
     def _candidates(self, x: torch.Tensor) -> torch.Tensor:
         """``(k, B, ...)`` random transforms of ``x``."""

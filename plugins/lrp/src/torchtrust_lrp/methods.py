@@ -6,6 +6,7 @@ from typing import Any
 
 from toolkit_core.attribution import rules as core
 from toolkit_core.attribution.base import ModifiedBackprop
+from toolkit_core.methods import Scale
 
 from .kernels import stabilized_divide
 
@@ -60,6 +61,12 @@ class LRP(ModifiedBackprop):
     kernels = ("torchtrust_lrp::stabilized_divide",)
     multiply_input = True
     composites = COMPOSITES
+
+    @classmethod
+    def experiment_variants(cls, scale: Scale) -> list[dict[str, Any]]:
+        """The default rule is epsilon everywhere (close to input x gradient); a composite and z+ are
+        shown beside it."""
+        return [{}, {"composite": "epsilon_plus_flat"}, {"rule": "lrp_zplus"}]
 
     def __init__(
         self,

@@ -64,7 +64,7 @@ class MaxEnt(Metric):
       over classes with at least two samples. Lower means closer to independent features. See
       :func:`total_correlation` for the regularization (dead units dropped, shrinkage ``shrinkage``).
 
-    The paper text was unavailable: these are the operational definitions of METHODS.md section 4
+    The paper text was unavailable: these are the operational definitions of docs/specs.md section 4
     (ours). Covariances come from the fused per-class scatter kernel.
     """
 

@@ -1,6 +1,6 @@
 """Minimum Manifold Coding (MMC): codes of training points from a shortest Hamiltonian path.
 
-Operational definition (ours; the MMCGAN paper text was not available, see METHODS.md section 3).
+Operational definition (ours; the MMCGAN paper text was not available, see docs/specs.md section 3).
 Zheng, Sang & Xu, "MMCGAN: generative adversarial network with explicit manifold prior"
 describe MMC as "the general case of the shortest Hamiltonian path problem" that
 "pursues manifold with minimum Riemann volume". We implement:
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from toolkit_core.generative.points import training_points
 from toolkit_core.methods import Prior
 
 from . import knn as _knn_module  # noqa: F401  (declares the op torchtrust_mmc::knn)
@@ -36,32 +37,8 @@ from .tsp import _as_points, knn_graph, shortest_path
 
 
 def training_matrix(X) -> Tensor:
-    """``X`` (a tensor ``(N, ...)``, an array, a Dataset or a DataLoader) as a float ``(N, D)`` tensor.
-
-    From a DataLoader or Dataset the first element of every batch/item is used.
-    """
-    from torch.utils.data import DataLoader, Dataset
-
-    if isinstance(X, DataLoader):
-        parts = [b[0] if isinstance(b, (tuple, list)) else b for b in X]
-        if not parts:
-            raise ValueError("the DataLoader is empty; fit needs at least 2 training points")
-        X = torch.cat([torch.as_tensor(p) for p in parts])
-    elif isinstance(X, Dataset) and not isinstance(X, Tensor):
-        X = DataLoader(X, batch_size=1024, shuffle=False)
-        return training_matrix(X)
-    X = torch.as_tensor(X).detach().cpu().float()
-    if X.dim() < 2:
-        raise ValueError(
-            f"X must have shape (N, ...) with one row per training point, got shape {tuple(X.shape)}; "
-            "for scalar data use X[:, None]"
-        )
-    X = X.reshape(len(X), -1)
-    if len(X) < 2:
-        raise ValueError(f"a prior needs at least 2 training points, got {len(X)}")
-    if not torch.isfinite(X).all():
-        raise ValueError("X contains NaN or infinite values; remove or impute them before fitting the prior")
-    return X
+    """``X`` as a checked float ``(N, D)`` tensor with at least 2 rows (see ``training_points``)."""
+    return training_points(X, min_points=2)
 
 
 def _standardize(v: np.ndarray) -> np.ndarray:
@@ -151,6 +128,7 @@ class MMC(Prior):
     name = "mmc"
     summary = "Minimum Manifold Coding: codes along a shortest Hamiltonian path through the data (MMCGAN)."
     citation = "G. Zheng, J. Sang, C. Xu: MMCGAN, explicit manifold learning as prior for GANs"
+    min_points = 2  # a path needs two points
     kernels = ("torchtrust_mmc::knn",)
 
     def __init__(self, dim: int = 1, sigma: float = 0.0, knn: int = 10, kicks: int = -1, seed: int = 0,
@@ -204,9 +182,9 @@ class MMC(Prior):
         raw = torch.as_tensor(raw, dtype=torch.float32)
         return sinusoidal_embedding(raw, self.frequencies) if self.embedding == "sinusoidal" else raw
 
-    def fit(self, X, features=None) -> MMC:
+    def fit_points(self, X: Tensor, features=None) -> None:
         """Fit on training points ``X``; the path is computed on ``features`` (N, F) when given."""
-        Xt = training_matrix(X)
+        Xt = X
         F = Xt if features is None else training_matrix(features)
         if len(F) != len(Xt):
             raise ValueError(f"features has {len(F)} rows but X has {len(Xt)}; give one feature row per point")
@@ -228,7 +206,6 @@ class MMC(Prior):
         self.tears = torch.as_tensor(tears, dtype=torch.bool)
         self.raw_codes = torch.as_tensor(codes, dtype=torch.float32)
         self.codes = self.embed(self.raw_codes)
-        return self
 
     def sample_raw(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` raw codes interpolated uniformly along random path edges that are not tears (plus noise)."""

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
 from toolkit_core.attacks import check_classes
 from toolkit_core.folding import fold_batchnorm
-from toolkit_core.methods import Attack
+from toolkit_core.methods import Attack, Scale
 
 from .kernels import l2_step, linf_step
 
@@ -96,6 +96,19 @@ class PGD(Attack):
     @classmethod
     def contract_params(cls) -> dict:
         return {"steps": 3, "seed": 0}
+
+    @classmethod
+    def experiment_variants(cls, scale: Scale) -> list[dict[str, Any]]:
+        """Evaluation: PGD-20 (quick: PGD-10) with step eps/4, one seeded restart."""
+        return [{"eps": scale.eps, "alpha": scale.eps / 4, "steps": 10 if scale.quick else 20, "restarts": 1,
+                 "seed": 0}]
+
+    @classmethod
+    def training_params(cls, scale: Scale) -> dict[str, Any]:
+        """Inside adversarial training: PGD-5 with step eps/4 (quick: PGD-3, step eps/2.5)."""
+        if scale.quick:
+            return {"eps": scale.eps, "alpha": scale.eps / 2.5, "steps": 3}
+        return {"eps": scale.eps, "alpha": scale.eps / 4, "steps": 5}
 
     def _generator(self, device: torch.device) -> torch.Generator | None:
         if self.seed is None:

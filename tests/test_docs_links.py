@@ -1,0 +1,35 @@
+"""Every document the code and the docs cite exists in the repository."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CITED = re.compile(r"\b((?:docs|benchmarks|examples)/[\w./-]+\.(?:md|py|toml))")
+LINK = re.compile(r"\]\(([^)#:\s]+\.(?:md|py|toml|png))(?:#[^)]*)?\)")
+
+
+def _sources():
+    for pattern in ("toolkit_core/**/*.py", "registry/**/*.py", "plugins/*/src/**/*.py", "benchmarks/*.py",
+                    "docs/**/*.md", "README.md"):
+        yield from ROOT.glob(pattern)
+
+
+def test_every_cited_file_exists():
+    missing = []
+    for path in _sources():
+        text = path.read_text()
+        for ref in CITED.findall(text):
+            if not (ROOT / ref.rstrip(".")).exists():
+                missing.append(f"{path.relative_to(ROOT)} cites {ref}")
+        if path.suffix == ".md":
+            for ref in LINK.findall(text):
+                if not (path.parent / ref).exists():
+                    missing.append(f"{path.relative_to(ROOT)} links {ref}")
+    assert not missing, "\n".join(missing)
+
+
+def test_no_citation_of_a_file_outside_the_repository():
+    offenders = [str(p.relative_to(ROOT)) for p in _sources() if "METHODS.md" in p.read_text()]
+    assert not offenders, f"METHODS.md is not in the repository; cite docs/specs.md instead: {offenders}"
