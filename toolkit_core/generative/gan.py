@@ -152,8 +152,7 @@ def _train_gan(generator, discriminator, x, prior, rt: Runtime, *, epochs, pair_
     codes_dev = None if getattr(prior, "codes", None) is None else torch.as_tensor(prior.codes).float().to(dev)
 
     steps = math.ceil(len(loader))
-    with rt.progress(progress, transient=True) as bar:
-        task = bar.add_task("train_gan", total=max(epochs - start, 0) * steps, stats="")
+    with rt.progress("train_gan", max(epochs - start, 0) * steps, progress) as bar:
         for epoch in range(start, epochs):
             t0 = time.perf_counter()
             if sampler is not None:
@@ -188,7 +187,8 @@ def _train_gan(generator, discriminator, x, prior, rt: Runtime, *, epochs, pair_
                 opt_g.step()
                 sums += torch.tensor([d_loss.item() * b, g_adv.item() * b, pair.item() * b, b], dtype=torch.float64)
                 stats = f"epoch {epoch + 1}/{epochs}  D {d_loss.item():.3f}  G {g_adv.item():.3f}"
-                bar.update(task, advance=1, stats=stats)
+                bar.update(info=stats)
+                bar.advance()
             dist_utils.all_reduce_(sums, ctx)
             cnt = max(float(sums[3]), 1.0)
             history.epochs.append({

@@ -326,7 +326,8 @@ def _fit(model, train_data, defense, rt: Runtime, *, epochs, optimizer, lr, weig
 
     guard = _SignalGuard(enabled=checkpoint_dir is not None)
     stop_signal = 0
-    with guard, rt.progress(progress) as bar:
+    with guard, rt.progress("fit", epochs * n_batches, progress) as bar:
+        bar.advance(start_epoch * n_batches)
         for epoch in range(start_epoch, epochs):
             t0 = time.perf_counter()
             defense.start_epoch(epoch, epochs)
@@ -346,8 +347,8 @@ def _fit(model, train_data, defense, rt: Runtime, *, epochs, optimizer, lr, weig
             else:
                 epoch_rng = ckpt_io.capture_rng(generator)
                 it = iter(loader)
-            task = bar.add_task(f"epoch {epoch + 1}/{epochs}", total=n_batches, completed=first,
-                                stats=_stats_text(sums, sums.get("_n", 0.0)))
+            bar.update(description=f"epoch {epoch + 1}/{epochs}", info=_stats_text(sums, sums.get("_n", 0.0)))
+            bar.advance(first)
             net.train()
             for b in range(first, n_batches):
                 x, y = next(it)[:2]
@@ -369,7 +370,8 @@ def _fit(model, train_data, defense, rt: Runtime, *, epochs, optimizer, lr, weig
                 sums["_n"] = sums.get("_n", 0.0) + n
                 if on_batch_end is not None:
                     on_batch_end(epoch, b, dict(logs))
-                bar.update(task, advance=1, stats=_stats_text(sums, sums["_n"]))
+                bar.update(info=_stats_text(sums, sums["_n"]))
+                bar.advance()
                 if guard.enabled:
                     flag = torch.tensor([float(guard.received)])
                     stop_signal = int(dist_utils.all_reduce_(flag, ctx, op="max").item())
@@ -391,7 +393,7 @@ def _fit(model, train_data, defense, rt: Runtime, *, epochs, optimizer, lr, weig
             row["time_s"] = time.perf_counter() - t0
             history.epochs.append(row)
             if ctx.is_main and progress:
-                bar.console.print(
+                print(
                     f"epoch {epoch + 1}/{epochs}: " + "  ".join(
                         f"{k} {v:.4f}" for k, v in row.items() if k not in ("epoch", "time_s") and math.isfinite(v)
                     ) + f"  ({row['time_s']:.1f}s)"

@@ -11,7 +11,7 @@ A :class:`Runtime` is the environment of one training run:
 * **checkpoints**: gathers every rank's RNG state (:func:`~toolkit_core.training.checkpoint.capture_rng`)
   and writes the file atomically from rank 0 (:func:`~toolkit_core.training.checkpoint.save_atomic`),
   then waits for every rank;
-* **progress**: one rich progress display, shown on rank 0 only;
+* **progress**: a :mod:`toolkit_core.progress` bar, shown on rank 0 only;
 * **DDP**: wraps a model in ``DistributedDataParallel`` when distributed.
 """
 
@@ -113,19 +113,8 @@ class Runtime:
         ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
-    def progress(self, enabled: bool, transient: bool = False):
-        """A rich progress display (tasks take a ``stats`` field), shown on rank 0 only."""
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+    def progress(self, description: str, total: int, enabled: bool):
+        """A :func:`toolkit_core.progress.progress` bar (shown on rank 0 only, and only if ``enabled``)."""
+        from ..progress import progress
 
-        return Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TimeRemainingColumn(), TextColumn("{task.fields[stats]}"), disable=not (enabled and self.ctx.is_main),
-            transient=transient,
-        )
+        return progress(description, total, enabled=enabled and self.ctx.is_main)

@@ -127,7 +127,7 @@ class AALP(AdversarialDefense):
     default: the last epoch) through ``start_epoch``; used without a schedule the defense drops
     ``p_max``. Only the training forward passes of the loss use it.
 
-    Parameters: ``attack`` (default ``create("pgd", eps=8/255, alpha=2/255, steps=10)``), ``lam``
+    Parameters: ``attack`` (any Attack object, required for training), ``lam``
     (mean pairing weight, 0.5), ``p_max`` (0.3), ``ramp_epochs`` (None: the whole run), ``head`` (name of
     the final linear layer; None: the last ``nn.Linear``), ``guided_dropout`` and ``adaptive`` (switch
     either component off: both off is ALP), ``dropout_on`` (``"both"``, ``"clean"`` or

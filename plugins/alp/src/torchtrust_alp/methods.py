@@ -24,8 +24,8 @@ class ALP(AdversarialDefense):
     (one mixed batch, as in the paper; BatchNorm statistics are those of the mixed batch).
     The pairing term runs through ``torchtrust_alp::weighted_pair_loss`` with ``w_i = lam``.
 
-    ``attack``: any Attack object (default: ``create("pgd", eps=8/255, alpha=2/255, steps=10)``,
-    created on first use). ``lam``: the pairing weight (paper: 0.5).
+    ``attack``: any Attack object, e.g. ``create("pgd", eps=8/255, alpha=2/255, steps=10)`` (required
+    for training; an experiment passes its training attack). ``lam``: the pairing weight (paper: 0.5).
     """
 
     name = "alp"

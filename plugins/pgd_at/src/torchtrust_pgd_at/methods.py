@@ -16,9 +16,10 @@ class PGDAT(AdversarialDefense):
 
         L = 1/B sum_i CE(f(x_adv_i), y_i)
 
-    ``attack``: any Attack object (default ``create("pgd", eps=8/255, alpha=2/255, steps=10)``,
-    created on first use). ``track_clean``: also report the clean accuracy of the batch (one extra
-    forward pass without gradients, in eval mode so BatchNorm statistics are not touched).
+    ``attack``: any Attack object, e.g. ``create("pgd", eps=8/255, alpha=2/255, steps=10)`` (required
+    for training; an experiment passes its training attack). ``track_clean``: also report the clean
+    accuracy of the batch (one extra forward pass without gradients, in eval mode so BatchNorm statistics
+    are not touched).
     """
 
     name = "pgd_at"

@@ -29,7 +29,7 @@ class TRADES(AdversarialDefense):
     found (model in eval mode, parameters frozen) by ``steps`` signed-gradient ascent steps of size
     ``alpha`` (L-inf; normalized-gradient steps for L2), each followed by projection onto the ball and
     clipping to [0, 1], starting at ``x + init_std * N(0, 1)`` (``init_std = 0.001`` as in the paper).
-    The budget ``(eps, alpha, steps, norm)`` is read from ``attack`` (default
+    The budget ``(eps, alpha, steps, norm)`` is read from ``attack`` (required for training, e.g.
     ``create("pgd", eps=8/255, alpha=2/255, steps=10)``; any attack with these attributes works).
     ``inner="attack"`` instead uses the attack object itself (its own objective, e.g. cross-entropy)
     to produce ``x'`` -- a variant, not the paper's. ``beta``: the trade-off (paper: 6).
