@@ -146,8 +146,13 @@ def resolve_methods(methods: Any) -> list[ResolvedMethod]:
     return out
 
 
-def run_method(method: AttributionMethod, model: nn.Module, x: torch.Tensor, target: Any) -> torch.Tensor:
-    """Attribution of ``target`` (no model-state bookkeeping: callers run inside :func:`analysis_state`)."""
+def run_method(method: MethodSpec, model: nn.Module, x: torch.Tensor, target: Any) -> torch.Tensor:
+    """Attribution of ``target`` (no model-state bookkeeping: callers run inside :func:`analysis_state`);
+    ``method`` is an AttributionMethod or anything :func:`toolkit_core.catalog.resolve` reads."""
+    if not isinstance(method, AttributionMethod):
+        from ..catalog import resolve
+
+        method = resolve(method, kind="attribution")
     r = method.attribute(model, x, target)
     if not isinstance(r, torch.Tensor) or r.shape != x.shape:
         raise RuntimeError(
