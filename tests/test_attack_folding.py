@@ -5,7 +5,6 @@ from torch import nn
 
 import toolkit_core as tt
 from toolkit_core import folding
-from toolkit_core.fixtures import one_thread  # noqa: F401
 from toolkit_core.testing import ModelSnapshot
 
 

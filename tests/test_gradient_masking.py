@@ -8,7 +8,6 @@ from torch import nn
 
 import toolkit_core as tt
 from toolkit_core.data import load_digits
-from toolkit_core.fixtures import one_thread  # noqa: F401 - single-threaded torch in every test
 from toolkit_core.models import digits_model
 
 

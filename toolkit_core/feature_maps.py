@@ -20,8 +20,6 @@ callers run inside :func:`toolkit_core.modelstate.preserved` (every attribution 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -42,17 +40,12 @@ def _spatial(out: object) -> bool:
     return isinstance(out, Tensor) and 3 <= out.dim() <= 5 and any(s > 1 for s in out.shape[2:])
 
 
-@contextlib.contextmanager
-def no_inplace(model: nn.Module) -> Iterator[nn.Module]:
-    """``inplace=False`` on every module that has the flag; restored on exit (also on error)."""
-    changed = [m for m in model.modules() if getattr(m, "inplace", False) is True]
-    try:
-        for m in changed:
-            m.inplace = False
-        yield model
-    finally:
-        for m in changed:
-            m.inplace = True
+def no_inplace(model: nn.Module):
+    """``inplace=False`` on every module that has the flag; restored on exit (also on error):
+    :func:`toolkit_core.attribution.canonizers.out_of_place`."""
+    from .attribution.canonizers import out_of_place
+
+    return out_of_place(model)
 
 
 def spatial_layers(model: nn.Module, x: Tensor) -> list[str]:
