@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CITED = re.compile(r"\b((?:docs|benchmarks|examples)/[\w./-]+\.(?:md|py|toml))")
-LINK = re.compile(r"\]\(([^)#:\s]+\.(?:md|py|toml|png))(?:#[^)]*)?\)")
+LINK = re.compile(r"\]\(([^)#:\s]+\.(?:md|py|toml))(?:#[^)]*)?\)")
 
 
 def _sources():
