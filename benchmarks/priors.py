@@ -488,7 +488,8 @@ def write_report(res: dict, quick: bool, cmd: str) -> None:
               f"| MMCGAN | {D['MMCGAN']['fd']:.3f} ± {D['MMCGAN'].get('fd_std', 0):.3f} | "
               f"{', '.join(f'{v:.1f}' for v in D['MMCGAN'].get('per_seed', [D['MMCGAN']['fd']]))} | "
               f"{D['MMCGAN']['time_s']:.0f} |",
-              "", f"MMCGAN below GAN on {D.get('mmcgan_below_gan_seeds', '?')} of {D.get('seeds', 1)} seeds.",
+              "", f"MMCGAN below GAN on {D.get('mmcgan_below_gan_seeds', '?')} of {D.get('seeds', 1)} seeds. "
+              + D.get("note", ""),
               "", "![digits](../figures/priors_digits.png)", ""]
     (ROOT / "docs" / "results").mkdir(parents=True, exist_ok=True)
     name = "priors_quick.md" if quick else "priors.md"
