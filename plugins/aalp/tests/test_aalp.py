@@ -226,7 +226,7 @@ def _digits_gap(mode, p=0.3, epochs=4, seed=0):
     return train_mode - eval_mode
 
 
-def test_digits_train_eval_gap_no_larger_than_ordinary_dropout(one_thread):
+def test_digits_train_eval_gap_no_larger_than_ordinary_dropout():
     guided, ordinary = _digits_gap("predicted"), _digits_gap("ordinary")
     assert abs(guided) <= abs(ordinary)
     assert _digits_gap("label") >= 0.5  # the leaking reading: train-mode accuracy far above eval-mode
