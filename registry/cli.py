@@ -244,8 +244,9 @@ def new_plugin_cmd(name: str, kind: str, directory: str | None) -> None:
 @click.option("--out", "out_dir", default="torchtrust-report", show_default=True,
               help="Report folder: new, empty, or written by torchtrust before.")
 @click.option("--force", is_flag=True, help="Write into a non-empty folder torchtrust did not make.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
-              help="Overrides the config's device (default: the config's, else cpu).")
+@click.option("--device", default=None, metavar="cpu|cuda|cuda:N",
+              help="Overrides the config's device (default: the config's, else cpu). Under torchrun each rank "
+                   "uses cuda:LOCAL_RANK.")
 @click.option("--quick", is_flag=True, help="A smaller, faster version of the experiment.")
 @click.option("--seed", type=int, default=None, help="Overrides the config's seed (default: the config's, else 0).")
 def run_cmd(config: str | None, out_dir: str, force: bool, device: str | None, quick: bool, seed: int | None) -> None:

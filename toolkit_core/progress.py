@@ -81,6 +81,7 @@ class Bar:
         self._delay, self._interval, self._leave = delay, interval, leave
         self._t0 = time.perf_counter()
         self._last_line: float | None = None
+        self._printed: tuple[int, str] | None = None
         self._task = None
         self._progress = None
 
@@ -116,6 +117,7 @@ class Bar:
         stream = sys.stdout if self._stream is None else self._stream
         print(self._line(), file=stream, flush=True)
         self._last_line = time.perf_counter()
+        self._printed = (self.done, self.info)
 
     def _show(self) -> None:
         if self._mode == "rich" and self._progress is not None:
@@ -161,7 +163,7 @@ class Bar:
                 _live.stop()
                 _live = None
             self._progress = None
-        elif self._mode == "plain" and self._last_line is not None:
+        elif self._mode == "plain" and self._last_line is not None and self._printed != (self.done, self.info):
             self._print()  # a loop that printed anything also prints where it ended
 
 

@@ -387,11 +387,14 @@ def evaluate_robustness(
     threads = contextlib.ExitStack()
     threads.enter_context(torch_threads(num_threads))
     if progress:
-        from rich.progress import Progress
+        from . import progress as tp
 
-        bar = Progress(transient=True)
-        bar.start()
-        task = bar.add_task("evaluating robustness", total=limit)
+        total = limit
+        if total is None and isinstance(data, torch.utils.data.DataLoader):
+            sampler = data.batch_sampler
+            with contextlib.suppress(TypeError):
+                total = len(sampler.indices()) if hasattr(sampler, "indices") else len(data.dataset)
+        bar = threads.enter_context(tp.progress("robustness: images", total))
     try:
         with guarded(model, mode=False):
             for x, y in iterate_batches(data, batch_size):
@@ -434,11 +437,9 @@ def evaluate_robustness(
                     robust[label].append(surv.cpu())
                 seen += len(y)
                 if bar is not None:
-                    bar.update(task, advance=len(y))
+                    bar.advance(len(y))
     finally:
         threads.close()
-        if bar is not None:
-            bar.stop()
     if not clean:
         raise ValueError("data yielded no batches: nothing to evaluate")
     res = RobustnessResult(

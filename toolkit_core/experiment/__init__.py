@@ -10,6 +10,7 @@ From the command line: ``torchtrust run [CONFIG.toml] [--out DIR] [--quick]``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +55,29 @@ class Experiment:
         missing = [s for s in self.config.stages if s not in fns]
         if missing:
             raise RuntimeError(f"stages {missing} are not available in this installation")
+        _check_device(self.config.device)
+        if os.environ.get("RANK", "0") != "0":  # torchrun: the other ranks compute; rank 0 owns the folder
+            return run_stages(self.config, Path(out), fns, show_progress=progress)
         out = prepare_output(out, force=force)
         with locked(out):
             results = run_stages(self.config, out, fns, show_progress=progress)
             save_json(results.to_dict(), out / "results.json")
             write_report(results, out)
         return results
+
+
+def _check_device(device: str) -> None:
+    """Raise a clear error when a CUDA device is asked for and there is none."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} was asked for but CUDA is not available here; use --device cpu")
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    if index >= torch.cuda.device_count():
+        raise RuntimeError(f"device {device!r} was asked for but this machine has {torch.cuda.device_count()} "
+                           "CUDA device(s)")
 
 
 def run_from_cli(config: str | None, *, out_dir: str, device: str | None = None, quick: bool = False,
@@ -76,6 +94,7 @@ def run_from_cli(config: str | None, *, out_dir: str, device: str | None = None,
             where = "--device cuda was given" if device == "cuda" else f"{config} sets device = \"cuda\""
             raise RuntimeError(f"{where} but CUDA is not available here; use --device cpu")
     results = exp.run(out_dir, force=force)
-    click.echo(str(results))
-    click.echo(f"report written to {Path(out_dir).resolve() / 'index.html'}")
+    if results.rank == 0:
+        click.echo(str(results))
+        click.echo(f"report written to {Path(out_dir).resolve() / 'index.html'}")
     return results

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from .. import data as tt_data
-from .common import digits
+from .common import datasets, models, names
 from .config import instantiate
 from .figures import heatmap_grid
 from .runner import RunContext, seed_everything
@@ -50,9 +50,17 @@ def stage_attribution(ctx: RunContext) -> dict[str, Any]:
     if not specs:
         return {"summary": "no attribution methods configured", "figures": []}
     methods = {s.label: instantiate(s, "attribution") for s in specs}
-    model = ctx.models["plain"]
-    _, test = digits(ctx)
-    x, y = test.tensors[0][: a["samples"]].to(ctx.device), test.tensors[1][: a["samples"]].to(ctx.device)
+    trained = models(ctx)
+    model = trained.get("plain", next(iter(trained.values())))
+    model_name, data_name = names(ctx)
+    _, test = datasets(ctx)
+    if hasattr(test, "tensors"):
+        x, y = test.tensors[0][: a["samples"]], test.tensors[1][: a["samples"]]
+    else:  # the user's data: the first samples of the test split, read one by one
+        from ..workloads.data import first_items
+
+        x, y = first_items(test, a["samples"])
+    x, y = x.to(ctx.device), y.to(ctx.device)
     out: dict[str, Any] = {"methods": list(methods), "figures": [], "errors": {}}
     advance = ctx.task("attribution", 2 + 3 * len(methods) + (len(methods) if a.get("faithfulness") else 0))
 
@@ -61,14 +69,14 @@ def stage_attribution(ctx: RunContext) -> dict[str, Any]:
         try:
             maps[label] = m(model, x, y).detach().cpu()
         except Exception as exc:  # a method that fails is reported, the others still run
-            out["errors"][f"{label} on digits"] = f"{type(exc).__name__}: {exc}"
+            out["errors"][f"{label} on {data_name}"] = f"{type(exc).__name__}: {exc}"
     heatmap_grid(ctx.figure("attribution_digits"), x[:4].cpu(), {k: v[:4] for k, v in maps.items()},
-                  "trained digits CNN: attribution of the true class (red +, blue -)")
+                 f"{model_name} on {data_name}: attribution of the true class (red +, blue -)")
     out["figures"].append("attribution_digits.png")
     advance()
     good = {k: methods[k] for k in maps}
 
-    if a["photos"]:
+    if a["photos"] and cfg.workload is None:  # the bundled photos go with the default experiment
         photos = tt_data.load_photos(a["photo_size"]).to(ctx.device)
         vgg = photo_model(cfg.seed).to(ctx.device)
         pmaps = {}
@@ -96,15 +104,15 @@ def stage_attribution(ctx: RunContext) -> dict[str, Any]:
                 label: {f"+{b}" if i else b: v for i, (b, v) in enumerate(zip(r.blocks, r.mean(label, metric)))}
                 for label in r.methods}
         plots.similarity_curves(r, "ssim_flip", path=ctx.figure("randomization_ssim"),
-                                title="cascading randomization (digits CNN): sign-flip SSIM to the original")
+                                title=f"cascading randomization ({model_name}): sign-flip SSIM to the original")
         plots.randomization_grid(r, x.cpu(), sample=0, path=ctx.figure("randomization_grid"))
         out["figures"] += ["randomization_ssim.png", "randomization_grid.png"]
     advance(len(good))
 
     alignment = [input_alignment(model, x, y, method=m) for m in good.values()]
-    out["input alignment (trained digits CNN)"] = {
+    out[f"input alignment (trained {model_name})"] = {
         label: {"mean cos(A, x)": res.mean} for label, res in zip(good, alignment)}
-    plots.alignment_bars(alignment, path=ctx.figure("alignment"), title="input alignment, trained digits CNN")
+    plots.alignment_bars(alignment, path=ctx.figure("alignment"), title=f"input alignment, {model_name}")
     out["figures"].append("alignment.png")
     advance(len(good))
 

@@ -129,6 +129,46 @@ QUICK_SKIP_ATTACKS = ("apgd_t", "fab", "square")
 QUICK_ATTRIBUTION_PARAMS: dict[str, dict[str, Any]] = {"integrated_gradients": {"steps": 8},
                                                        "smoothgrad": {"samples": 4}}
 
+#: Keys of [model] and [data] that describe a user's model and data (toolkit_core.workloads).
+WORKLOAD_KEYS: dict[str, tuple[str, ...]] = {
+    "model": ("arch", "num_classes", "weights", "checkpoint", "mean", "std", "input_size", "small_input", "kwargs"),
+    "data": ("dataset", "root", "download", "train_split", "test_split", "train_subset", "test_subset", "subset",
+             "subset_seed", "num_workers", "resize", "crop", "channels"),
+}
+
+
+def workload_specs(settings: dict[str, dict[str, Any]]):
+    """``(ModelSpec or None, DataSpec)`` of a config's [model] / [data], or ``None`` for the embedded digits."""
+    from ..workloads import DataSpec, ModelSpec
+
+    model = {k: v for k, v in settings.get("model", {}).items() if k in WORKLOAD_KEYS["model"]}
+    data = {k: v for k, v in settings.get("data", {}).items() if k in WORKLOAD_KEYS["data"]}
+    if not model and data.get("dataset", "digits") == "digits":
+        return None
+    data.setdefault("dataset", "digits")
+    data["batch_size"] = settings.get("data", {}).get("batch_size", 128)
+    return (ModelSpec(**model) if model else None), DataSpec(**data)
+
+
+def workload_problems(settings: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """``(section, key, problem)`` for every problem in a user's [model] / [data]."""
+    out: list[tuple[str, str, str]] = []
+    try:
+        specs = workload_specs(settings)
+    except TypeError as exc:
+        return [("model", "", f"[model]/[data]: {exc}")]
+    if specs is None:
+        return out
+    model, data = specs
+    if model is None and data.dataset != "digits":
+        out.append(("model", "", f"data.dataset = {data.dataset!r} needs a [model] with arch = '...' "
+                                 "(e.g. 'torchvision:resnet18')"))
+    for section, spec in (("model", model), ("data", data)):
+        for problem in (spec.check() if spec is not None else []):
+            key = problem.split(" ", 1)[0].split(".", 1)[-1]
+            out.append((section, key, problem))
+    return out
+
 
 @dataclasses.dataclass
 class MethodSpec:
@@ -176,8 +216,22 @@ class ExperimentConfig:
     def get(self, section: str, key: str) -> Any:
         return self.settings[section][key]
 
+    @property
+    def workload(self):
+        """``(ModelSpec or None, DataSpec)`` when [model]/[data] name a user's model and data, else ``None``."""
+        return workload_specs(self.settings)
+
+    def names(self) -> dict[str, str]:
+        """The model and the data of the run, as the report names them."""
+        workload = self.workload
+        if workload is None:
+            size = self.settings.get("data", {}).get("size", 16)
+            return {"model": "digits CNN", "data": f"scikit-learn digits ({size}x{size})"}
+        return {"model": workload[0].label if workload[0] is not None else "digits CNN", "data": workload[1].label}
+
     def to_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "device": self.device, "quick": self.quick, "stages": list(self.stages),
+                "workload": self.names(),
                 "settings": self.settings,
                 "methods": {k: [m.to_dict() for m in v] for k, v in self.methods.items()}}
 
@@ -294,6 +348,9 @@ def _settings(raw: dict[str, Any], quick: bool, lines: _Lines, problems: list) -
             given = {}
         values = {k: copy.deepcopy(v[1] if quick else v[0]) for k, v in spec.items()}
         for key, value in given.items():
+            if key in WORKLOAD_KEYS.get(section, ()):
+                values[key] = value  # a user's model or data: checked by toolkit_core.workloads below
+                continue
             if key not in spec:
                 problems.append((lines.of(section, 0, key),
                                  f"unknown setting {section}.{key}; valid: {', '.join(spec)}"))
@@ -377,8 +434,8 @@ def build_config(raw: dict[str, Any], *, quick: bool = False, text: str = "", so
         problems.append((lines.of("seed"), f"seed must be an integer, got {cfg.seed!r}"))
         cfg.seed = 0
     cfg.device = device or raw.get("device", "cpu")
-    if cfg.device not in ("cpu", "cuda"):
-        problems.append((lines.of("device"), f"device must be 'cpu' or 'cuda', got {cfg.device!r}"))
+    if not isinstance(cfg.device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", cfg.device):
+        problems.append((lines.of("device"), f"device must be 'cpu', 'cuda' or 'cuda:N', got {cfg.device!r}"))
     stages = raw.get("stages", list(STAGES))
     bad = [s for s in stages if s not in STAGES] if isinstance(stages, list) else [stages]
     if bad:
@@ -386,9 +443,16 @@ def build_config(raw: dict[str, Any], *, quick: bool = False, text: str = "", so
     else:
         cfg.stages = tuple(s for s in STAGES if s in stages)
     cfg.settings = _settings(raw, quick, lines, problems)
+    for section, line_key, problem in workload_problems(cfg.settings):
+        problems.append((lines.of(section, 0, line_key), problem))
+    workload = cfg.workload if not any(p[1].startswith(("model.", "data.", "[model]")) for p in problems) else None
     for section, kind in METHOD_SECTIONS.items():
         if section not in raw:
             cfg.methods[section] = default_methods(kind, scale_of(cfg.settings, quick))
+            if kind == "attack" and workload is not None:  # budgets suited to the user's data
+                for spec in cfg.methods[section]:
+                    spec.params.pop("eps", None)
+                    spec.params.pop("alpha", None)
             continue
         entries = raw[section]
         if isinstance(entries, dict):
@@ -398,6 +462,18 @@ def build_config(raw: dict[str, Any], *, quick: bool = False, text: str = "", so
             continue
         specs = [_method_spec(e, section, i, lines, problems) for i, e in enumerate(entries)]
         cfg.methods[section] = [s for s in specs if s is not None]
+    if workload is not None:  # eps (and alpha) left out: the budget suited to the user's data
+        from ..workloads.defaults import attack_params
+
+        for spec in cfg.methods.get("attacks", []):
+            try:
+                suited = attack_params(spec.name, workload[1].dataset)
+            except Exception:  # noqa: BLE001 - an unknown name is reported by the check below
+                continue
+            if "eps" in spec.params and "alpha" in suited:
+                suited["alpha"] = spec.params["eps"] / 4
+            for key, value in suited.items():
+                spec.params.setdefault(key, value)
     _give_defenses_the_training_attack(cfg, lines, problems)
     for section, kind in METHOD_SECTIONS.items():
         kept = []

@@ -10,9 +10,10 @@ import torch
 from .runner import RunContext
 
 
-def plot_training(ctx: RunContext, rows: dict[str, dict]) -> None:
+def plot_training(ctx: RunContext, rows: dict[str, dict], names: tuple[str, str] = ("digits CNN", "digits")) -> None:
+    """``names``: (model, data) as the report names them."""
     columns = {"train": [r["train_acc"] for r in rows.values()], "test": [r["test_acc"] for r in rows.values()]}
-    grouped_bars(ctx, "training", list(rows), columns, "clean accuracy", "digits CNN: clean accuracy")
+    grouped_bars(ctx, "training", list(rows), columns, "clean accuracy", f"{names[0]} on {names[1]}: clean accuracy")
 
 
 def grouped_bars(ctx: RunContext, name: str, groups: list[str], columns: dict[str, list[float]], ylabel: str,
@@ -42,11 +43,11 @@ def robust_columns(entry: dict[str, Any]) -> dict[str, float]:
     return cols
 
 
-def plot_robustness(ctx: RunContext, table: dict[str, dict]) -> None:
+def plot_robustness(ctx: RunContext, table: dict[str, dict], data: str = "digits") -> None:
     rows = {m: robust_columns(v) for m, v in table.items()}
     columns = {col: [r[col] for r in rows.values()] for col in next(iter(rows.values()))}
     grouped_bars(ctx, "robustness", list(rows), columns, "accuracy",
-                 "digits test set: clean, per-attack and worst-case accuracy")
+                 f"{data} test set: clean, per-attack and worst-case accuracy")
 
 
 def plot_metrics(ctx: RunContext, table: dict[str, dict[str, dict[str, float]]]) -> None:

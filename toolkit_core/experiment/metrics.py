@@ -6,7 +6,7 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
-from .common import digits
+from .common import datasets, models
 from .config import instantiate
 from .figures import plot_metrics
 from .runner import RunContext, seed_everything
@@ -14,7 +14,9 @@ from .runner import RunContext, seed_everything
 
 def stage_metrics(ctx: RunContext) -> dict[str, Any]:
     cfg = ctx.config
-    _, test = digits(ctx)
+    _, test = datasets(ctx)
+    workload = cfg.workload
+    batch_size = cfg.get("data", "batch_size") if workload is not None else 256
     specs = cfg.methods["metrics"]
     table: dict[str, dict[str, dict[str, float]]] = {}
     directions: dict[str, dict[str, bool]] = {}
@@ -25,14 +27,14 @@ def stage_metrics(ctx: RunContext) -> dict[str, Any]:
         if applies != "classifier":
             skipped[spec.label] = f"applies to a {applies}, not to the trained classifiers"
     specs = [s for s in specs if s.label not in skipped]
-    advance = ctx.task("metrics", len(specs) * len(ctx.models))
+    advance = ctx.task("metrics", len(specs) * len(models(ctx)))
     for spec in specs:
         for label, model in ctx.models.items():
             seed_everything(cfg.seed)
             metric = instantiate(spec, "metric")
             directions[spec.label] = dict(metric.higher_is_better)
             try:
-                values = metric.compute(model, DataLoader(test, batch_size=256))
+                values = metric.compute(model, DataLoader(test, batch_size=batch_size))
             except Exception as exc:  # one metric's failure is reported, the others still run
                 errors[f"{spec.label} on {label}"] = f"{type(exc).__name__}: {exc}"
                 advance()

@@ -18,7 +18,7 @@ img{max-width:100%;border:1px solid #eee;margin:.4rem 0} .meta{color:#666;font-s
 """
 
 _TITLES = {
-    "train": "Training: plain and defended digits CNNs",
+    "train": "Training: plain and defended models",
     "robustness": "Robustness: clean, per-attack and worst-case accuracy",
     "attribution": "Attribution: heatmaps, parameter randomization, alignment, sufficiency",
     "generative": "Generative priors: GAN vs MMCGAN on the PacGAN mixtures",
@@ -109,6 +109,8 @@ def write_report(results, out: Path) -> Path:
 <h1>torchtrust report</h1>
 <p class="meta">seed {cfg['seed']} · device {cfg['device']} · {'quick' if cfg['quick'] else 'full'} run ·
 torch {d['versions']['torch']} · total {sum(d['timings_s'].values()):.0f} s</p>
+<p class="meta">model <b>{html.escape(str(cfg.get('workload', {}).get('model', '')))}</b> ·
+data <b>{html.escape(str(cfg.get('workload', {}).get('data', '')))}</b></p>
 <p class="meta">methods — {html.escape(methods)}</p>
 <nav>{' · '.join(f"<a href='#{s}'>{s}</a>" for s in d['stages'])}</nav>
 {''.join(sections)}

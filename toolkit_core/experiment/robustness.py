@@ -1,15 +1,22 @@
 """Stage ``robustness``: clean / per-attack / worst-case accuracy of every trained model, the
 gradient-masking warnings of :func:`toolkit_core.evaluate_robustness`, and, for every configured
 certifier (``[[certifiers]]``), certified-accuracy curves over the L2 radius
-(:func:`toolkit_core.certification.certify_dataset`) on the first ``CERTIFY_POINTS`` test points."""
+(:func:`toolkit_core.certification.certify_dataset`) on the first ``CERTIFY_POINTS`` test points.
+
+The test set is streamed in batches. Under torchrun each rank evaluates whole batches ``i`` with
+``i % world_size == rank`` (the batches of the one-process run, so seeded attacks draw the same
+noise), the per-point outcomes are gathered and put back in dataset order, and every rank holds the
+same result; rank 0 writes it."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+import torch
 from torch.utils.data import DataLoader
 
-from .common import digits
+from .common import datasets, is_main, models, names
 from .config import instantiate
 from .figures import plot_robustness
 from .runner import RunContext, seed_everything
@@ -63,29 +70,59 @@ def _certify_all(ctx: RunContext, test) -> dict[str, dict[str, dict]]:
     return out
 
 
-def stage_robustness(ctx: RunContext) -> dict[str, Any]:
-    from ..robustness import evaluate_robustness
+def sharded_robustness(model, test, attacks: dict, device: torch.device, batch_size: int, num_workers: int = 0):
+    """``evaluate_robustness`` on this rank's batches, gathered over ranks into one RobustnessResult."""
+    from ..robustness import _comparison_warnings, evaluate_robustness
+    from ..training import distributed as dist_utils
+    from ..workloads import eval_loader
 
+    dist = dist_utils.setup(device) if dist_utils.dist.is_initialized() else dist_utils.DistContext(device=device)
+    loader = eval_loader(test, batch_size, dist.rank, dist.world_size, num_workers)
+    res = evaluate_robustness(model, loader, attacks=attacks, device=device, progress=True)
+    if not dist.distributed:
+        return res
+    mine = (loader.batch_sampler.indices(), res.clean, res.robust, res.seconds, res.components, res.passes)
+    parts = dist_utils.all_gather_object(mine, dist)
+    order = torch.tensor([i for p in parts for i in p[0]]).argsort()
+    clean = torch.cat([p[1] for p in parts])[order]
+    robust = {k: torch.cat([p[2][k] for p in parts])[order] for k in res.robust}
+    seconds = {k: sum(p[3][k] for p in parts) for k in res.seconds}
+    components = {k: {c: torch.cat([p[4][k][c] for p in parts])[order] for c in comp}
+                  for k, comp in res.components.items()}
+    passes = {k: {c: sum(p[5][k][c] for p in parts) for c in per} for k, per in res.passes.items()}
+    merged = dataclasses.replace(res, clean=clean, robust=robust, seconds=seconds, components=components,
+                                 passes=passes)
+    # the sweep ran on rank 0's first batch, the one-process run's first batch; comparisons on all points
+    merged.warnings = [w for w in res.warnings if w not in _comparison_warnings(res, attacks)]
+    merged.warnings += _comparison_warnings(merged, attacks)
+    return merged
+
+
+def stage_robustness(ctx: RunContext) -> dict[str, Any]:
     cfg = ctx.config
-    _, test = digits(ctx)
+    _, test = datasets(ctx)
     specs = cfg.methods["attacks"]
     if not specs and not cfg.methods.get("certifiers"):
         return {"summary": "no attacks configured", "table": {}}
-    loader = DataLoader(test, batch_size=256)
+    workload = cfg.workload
+    batch_size = cfg.get("data", "batch_size") if workload is not None else 256
+    workers = workload[1].num_workers if workload is not None else 0
     table = {}
-    advance = ctx.task("robustness", len(ctx.models))
-    for label, model in ctx.models.items():
+    todo = models(ctx)
+    advance = ctx.task("robustness", len(todo))
+    for label, model in todo.items():
         if not specs:
             break
         seed_everything(cfg.seed)
         attacks = {s.label: instantiate(s, "attack") for s in specs}
-        res = evaluate_robustness(model, loader, attacks=attacks, device=ctx.device)
+        res = sharded_robustness(model, test, attacks, ctx.device, batch_size, workers)
         table[label] = res.to_dict()
         advance()
     out: dict[str, Any] = {"table": table, "attacks": [s.label for s in specs], "figures": []}
     summary = []
     if table:
-        plot_robustness(ctx, table)
+        if is_main(ctx):
+            plot_robustness(ctx, table, names(ctx)[1])
         out["figures"].append("robustness.png")
         worst = {k: v["worst_case_accuracy"] for k, v in table.items()}
         best = max(worst, key=lambda k: worst[k] or 0)
@@ -102,7 +139,8 @@ def stage_robustness(ctx: RunContext) -> dict[str, Any]:
     cert = _certify_all(ctx, test)
     if cert:
         out["certification"] = cert
-        plot_certification(ctx, cert)
+        if is_main(ctx):
+            plot_certification(ctx, cert)
         out["figures"].append("certification.png")
     out["summary"] = "; ".join(summary) or "certification only"
     return out

@@ -84,6 +84,7 @@ class Results:
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     resumed: list[str] = dataclasses.field(default_factory=list)
     out: str = ""
+    rank: int = 0  # under torchrun: the rank these results are from (rank 0 writes the report)
 
     def __getitem__(self, stage: str) -> dict[str, Any]:
         return self.stages[stage]
@@ -133,6 +134,22 @@ def run_stages(config: ExperimentConfig, out: Path, stage_fns: dict[str, Callabl
     out.mkdir(parents=True, exist_ok=True)
     results = Results(config=config.to_dict(), out=str(out))
     from .. import progress as tp
+    from ..training import distributed as du
+
+    dist = du.setup(config.device)  # under torchrun: join the process group (gloo on CPU, NCCL on GPU)
+    try:
+        return _run_stages(config, out, stage_fns, show_progress, results, dist, tp)
+    finally:
+        du.teardown(dist)
+
+
+#: Stages that run on rank 0 alone under torchrun (the others skip them): small samples, or metrics
+#: that need the whole test set at once. ``train`` (DDP) and ``robustness`` (sharded) use every rank.
+RANK0_ONLY = frozenset({"attribution", "generative", "metrics"})
+
+
+def _run_stages(config, out, stage_fns, show_progress, results, dist, tp) -> Results:
+    from ..training import distributed as du
     from .outdir import stage_key
 
     with tp.progress("stages", len(config.stages), enabled=show_progress, leave=True) as bar:
@@ -141,12 +158,21 @@ def run_stages(config: ExperimentConfig, out: Path, stage_fns: dict[str, Callabl
         for stage in config.stages:
             state_file = ctx.state / f"{stage}.json"
             fingerprint = stage_key(config, stage)
-            if state_file.exists():
+            saved = None
+            if dist.is_main and state_file.exists():
                 try:
                     saved = json.loads(state_file.read_text())
                 except (ValueError, OSError):  # a damaged state file is recomputed, never trusted
-                    saved = {}
-                if isinstance(saved, dict) and saved.get("fingerprint") == fingerprint and stage != "train":
+                    saved = None
+            if dist.distributed:  # rank 0 decides what is reused; every rank follows
+                box = [saved]
+                du.dist.broadcast_object_list(box, src=0)
+                saved = box[0]
+            if not dist.is_main and stage in RANK0_ONLY:
+                stage_bar()
+                continue
+            if isinstance(saved, dict):
+                if saved.get("fingerprint") == fingerprint and stage != "train":
                     results.stages[stage] = saved["results"]
                     results.timings[stage] = saved.get("time_s", 0.0)
                     results.resumed.append(stage)
@@ -164,8 +190,10 @@ def run_stages(config: ExperimentConfig, out: Path, stage_fns: dict[str, Callabl
             res = _jsonable(res)
             if stage == "train" and ctx.data.get("reused_models"):
                 results.resumed.append(stage)
-            save_json({"fingerprint": fingerprint, "results": res, "time_s": elapsed}, state_file)
+            if dist.is_main:
+                save_json({"fingerprint": fingerprint, "results": res, "time_s": elapsed}, state_file)
             results.stages[stage] = res
             results.timings[stage] = elapsed
             stage_bar()
+    results.rank = dist.rank
     return results

@@ -1,10 +1,12 @@
-"""Stage ``train``: a small digits CNN trained plainly and with every configured defense."""
+"""Stage ``train``: the model (the digits CNN, or the user's [model], from its checkpoint if given)
+trained plainly and with every configured defense. Under torchrun the training runs under DDP
+(``fit``); rank 0 writes the weights."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .common import accuracy, digits, new_model, safe_label
+from .common import accuracy, datasets, is_main, names, new_model, safe_label
 from .config import MethodSpec, instantiate
 from .figures import plot_training
 from .runner import RunContext
@@ -23,13 +25,15 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
     from .outdir import data_hash, model_key
 
     cfg = ctx.config
-    train, test = digits(ctx)
+    train, test = datasets(ctx)
+    batch_size = cfg.get("data", "batch_size")
     specs = [MethodSpec("plain")] + list(cfg.methods["defenses"])
     rows, reused = {}, []
     advance = ctx.task("train models", len(specs))
     models_dir = ctx.state / "models"
     models_dir.mkdir(exist_ok=True)
-    data = data_hash(*train.tensors)
+    # the digits: a hash of the tensors; a user's data: its [data] settings (in the key) and its length
+    data = data_hash(*train.tensors) if hasattr(train, "tensors") else f"files:{len(train)}"
     for spec in specs:
         label = spec.label
         model = new_model(ctx)
@@ -44,18 +48,20 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
             defense = None if spec.name == "plain" else instantiate(spec, "defense")
             history = fit(model, train, defense=defense, epochs=cfg.get("train", "epochs"),
                           lr=cfg.get("train", "lr"), optimizer=cfg.get("train", "optimizer"),
-                          batch_size=cfg.get("data", "batch_size"), seed=cfg.seed, device=ctx.device,
+                          batch_size=batch_size, seed=cfg.seed, device=ctx.device,
                           checkpoint_dir=ctx.state / "checkpoints" / f"{safe_label(label)}-{key}", resume=True,
                           progress=False)
             model.eval()
             row = {"defense": spec.name, "params": spec.to_dict(), "epochs": len(history),
-                   "final_loss": history.last.get("loss"), "train_acc": accuracy(model, train, ctx.device),
-                   "test_acc": accuracy(model, test, ctx.device), "time_s": sum(history["time_s"])}
+                   "final_loss": history.last.get("loss"), "train_acc": accuracy(model, train, ctx.device, batch_size),
+                   "test_acc": accuracy(model, test, ctx.device, batch_size), "time_s": sum(history["time_s"])}
             rows[label] = row
-            save_atomic({"state_dict": model.state_dict(), "row": row, "key": key}, weights)
+            if is_main(ctx):
+                save_atomic({"state_dict": model.state_dict(), "row": row, "key": key}, weights)
         ctx.models[label] = model.eval()
         advance()
-    plot_training(ctx, rows)
+    if is_main(ctx):
+        plot_training(ctx, rows, names(ctx))
     best = max(rows.values(), key=lambda r: r["test_acc"])
     ctx.data["reused_models"] = reused  # bookkeeping for the runner, not a result
     return {"models": rows, "figures": ["training.png"],
