@@ -37,8 +37,8 @@ def test_plain_lines_count_steps_and_end_with_a_final_line():
             bar.advance()
         bar.update(info="acc 0.500")
     lines = out.getvalue().splitlines()
-    # one line per advance (interval 0), one for update, one final
-    assert len(lines) == 6
+    # one line per advance (interval 0) and one for update; the final line is not repeated
+    assert len(lines) == 5
     assert [ln.split()[2] for ln in lines[:4]] == ["1/4", "2/4", "3/4", "4/4"]
     assert lines[-1].startswith("attack batches 4/4 (100%)") and lines[-1].endswith("acc 0.500")
 
