@@ -174,3 +174,26 @@ def test_factory_from_the_users_own_module(tmp_path, monkeypatch):
 def test_spec_checks():
     problems = ModelSpec("resnet18", num_classes=1, mean=[0.5], std=None, checkpoint="/nonexistent.pth").check()
     assert len(problems) == 4 and "torchvision:<name>" in problems[0]
+
+
+@pytest.mark.parametrize("params", [{}, {"composite": "epsilon_plus_flat"}])
+def test_attribution_folds_the_preprocessing_into_the_first_layer(params):
+    """LRP of Preprocessed(net, mean, std) equals LRP of net with the normalization folded by hand
+    into its first convolution (W' = W / std, b' = b - sum W mean / std): relevance lives on pixels."""
+    from toolkit_core import catalog
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 5))
+    mean, std = torch.tensor([0.5, 0.4, 0.3]), torch.tensor([0.2, 0.25, 0.3])
+    wrapped = Preprocessed(net, mean.tolist(), std.tolist()).eval()
+    folded = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 5))
+    folded.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        w = net[0].weight
+        folded[0].weight.copy_(w / std.view(1, 3, 1, 1))
+        folded[0].bias.copy_(net[0].bias - (w * (mean / std).view(1, 3, 1, 1)).sum(dim=(1, 2, 3)))
+    folded.input_range = (0.0, 1.0)
+    x, y = torch.rand(3, 3, 8, 8), torch.tensor([0, 1, 4])
+    assert torch.allclose(wrapped(x), folded(x), atol=1e-5)
+    lrp = catalog.create("lrp", **params)
+    assert torch.allclose(lrp(wrapped, x, y), lrp(folded, x, y), atol=1e-5)

@@ -19,10 +19,10 @@ a mismatch raises :class:`CheckpointMismatchError` naming the missing and unexpe
 The input preprocessing (``mean``, ``std``, ``input_size``) goes *inside* the model:
 :class:`Preprocessed` computes ``net((x - mean) / std)``, so attacks, defenses and attributions all
 see pixels in [0, 1] and an ``eps`` means the same thing for every model. The wrapper declares
-``input_range = (0.0, 1.0)`` and the normalization (:func:`input_bounds` gives the bounds of the
-normalized input, ``(0 - mean) / std`` and ``(1 - mean) / std``, which a bounded first-layer rule
-such as LRP's zB needs), so attribution can account for the normalization instead of treating
-normalized values as pixels.
+``input_range = (0.0, 1.0)``; the attribution engine folds the ``(x - mean) / std`` into the first
+layer and uses that range for bounded rules (zB), so relevance lives on pixels, not on normalized
+values. :func:`input_bounds` gives the bounds of the normalized input, ``(0 - mean) / std`` and
+``(1 - mean) / std``, for code that works on the inner network.
 """
 
 from __future__ import annotations
