@@ -83,3 +83,21 @@ def test_rich_bars_nest_in_one_live_display():
             outer.advance()
     assert tp._live is None and tp._live_users == 0
     assert "stages" in out.getvalue()
+
+
+def test_tasks_adapter_gives_one_bar_per_task(monkeypatch, capsys):
+    monkeypatch.setenv("TORCHTRUST_PROGRESS", "plain")
+    with tp.Tasks(True) as bars:
+        a = bars.add_task("epoch 1/2", total=3, stats="")
+        bars._bars[a][0]._delay = bars._bars[a][0]._interval = 0.0
+        bars.update(a, advance=3, stats="loss 0.5")
+        b = bars.add_task("epoch 2/2", total=3, completed=1)  # ends the first bar
+        assert bars._bars[b][0].done == 1
+        bars.console.print("epoch 1/2: loss 0.5000")
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("epoch 1/2 3/3 (100%)") and out[0].endswith("loss 0.5")
+    assert out[-1] == "epoch 1/2: loss 0.5000"
+    with tp.Tasks(False) as bars:
+        bars.update(bars.add_task("x", total=1), advance=1)
+        bars.console.print("hidden")
+    assert capsys.readouterr().out == ""

@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, TypeVar
 
-__all__ = ["Bar", "is_main_process", "mode", "progress", "track"]
+__all__ = ["Bar", "Tasks", "is_main_process", "mode", "progress", "track"]
 
 T = TypeVar("T")
 
@@ -196,3 +196,51 @@ def track(iterable: Iterable[T], description: str, total: int | None = None, **k
         for item in iterable:
             yield item
             bar.advance()
+
+
+class Tasks:
+    """rich's ``add_task`` / ``update`` / ``console.print`` over :func:`progress` (for loops written for rich).
+
+    Each ``add_task`` ends the previous task's bar (one bar per epoch, say); ``update(task, advance=n,
+    stats=...)`` advances it and sets its trailing info; ``console.print`` prints a line (through the
+    live display when one is shown). Use as a context manager: ``with Tasks(enabled) as bar: ...``.
+    """
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self._bars: dict[int, tuple[Bar, contextlib.ExitStack]] = {}
+        self.console = self
+
+    def add_task(self, description: str, total: int | None = None, completed: int = 0, **fields: Any) -> int:
+        for _, stack in self._bars.values():
+            stack.close()
+        stack = contextlib.ExitStack()
+        bar = stack.enter_context(progress(description, total, enabled=self.enabled))
+        bar.done = completed
+        if fields.get("stats"):
+            bar.info = str(fields["stats"])
+        task = len(self._bars)
+        self._bars[task] = (bar, stack)
+        return task
+
+    def update(self, task: int, advance: int = 0, **fields: Any) -> None:
+        bar = self._bars[task][0]
+        if "stats" in fields:
+            bar.info = str(fields["stats"])
+        bar.advance(advance)
+
+    def print(self, *objects: Any) -> None:
+        if not self.enabled or mode() == "off":
+            return
+        if _live is not None:
+            _live.console.print(*objects)
+        else:
+            print(*objects, flush=True)
+
+    def __enter__(self) -> Tasks:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for _, stack in self._bars.values():
+            stack.close()
+        self._bars.clear()
