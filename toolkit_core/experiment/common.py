@@ -85,7 +85,7 @@ def accuracy(model: torch.nn.Module, ds, device: torch.device, batch_size: int =
     from ..workloads import eval_loader
 
     dist = dist_utils.setup(device) if dist_utils.dist.is_initialized() else dist_utils.DistContext(device=device)
-    counts = torch.zeros(2, dtype=torch.float64)
+    counts = torch.zeros(2, dtype=torch.float64, device=device)  # on the device: NCCL reduces CUDA tensors only
     with preserved(model, mode=False), torch.no_grad():
         for x, y in eval_loader(ds, batch_size, dist.rank, dist.world_size):
             counts[0] += int((model(x.to(device)).argmax(1) == y.to(device)).sum())

@@ -71,9 +71,15 @@ def teardown(ctx: DistContext) -> None:
 
 
 def all_reduce_(t: torch.Tensor, ctx: DistContext, op: str = "sum") -> torch.Tensor:
-    """In-place all-reduce (``sum`` or ``max``) when distributed; a no-op in one process."""
+    """In-place all-reduce (``sum`` or ``max``) when distributed; a no-op in one process.
+
+    A CPU tensor on a CUDA run goes through the device (NCCL reduces CUDA tensors only) and back.
+    """
     if ctx.distributed:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+        work = t.to(ctx.device) if ctx.device.type == "cuda" and t.device.type != "cuda" else t
+        dist.all_reduce(work, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+        if work is not t:
+            t.copy_(work)
     return t
 
 
