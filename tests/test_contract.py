@@ -34,3 +34,13 @@ def test_info_round_trips_to_json(name):
     data = json.loads(json.dumps(toolkit_core.get_info(name).to_dict()))
     assert data["name"] == name and data["kind"] in BASES
     assert all({"name", "type", "default", "required"} == set(p) for p in data["parameters"])
+
+
+@pytest.mark.parametrize("name", toolkit_core.list_methods("metric"))
+def test_every_metric_key_has_a_one_line_definition(name):
+    cls = toolkit_core.get_info(name).cls
+    if not toolkit_core.get_info(name).provider.startswith("torchtrust-"):
+        pytest.skip("third-party metric: definitions are optional")
+    for key in cls.higher_is_better:
+        text = cls.definitions.get(key, "")
+        assert text and "\n" not in text and len(text) <= 120, f"{name}: define {key!r} in one line"

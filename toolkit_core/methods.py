@@ -443,11 +443,15 @@ class Prior(Method):
 class Metric(Method):
     """A model metric: ``compute(model, data) -> dict[str, float]``.
 
-    ``higher_is_better`` maps every key that ``compute`` returns to the better direction.
+    ``higher_is_better`` maps every key that ``compute`` returns to the better direction;
+    ``definitions`` gives each of those keys a one-line definition (what the number is, in words and
+    symbols), shown on hover and in the glossary of an experiment's report. A breakdown key
+    ``"key/part"`` shares the definition of ``"key"``.
     """
 
     kind: ClassVar[str] = "metric"
     higher_is_better: ClassVar[dict[str, bool]] = {}
+    definitions: ClassVar[dict[str, str]] = {}
     #: What ``compute`` takes as ``model``: a ``"classifier"`` (inputs -> logits, the default) or a
     #: ``"generator"`` (latents -> samples). Experiments run each metric where it applies.
     applies_to: ClassVar[str] = "classifier"

@@ -44,6 +44,12 @@ class Itid(Metric):
     higher_is_better = Directions(
         inv_hard=True, inv_soft=True, accuracy=True, bound=False,
     )
+    definitions = {
+        "inv_hard": "share of inputs whose predicted class a transform leaves unchanged, mean over transforms",
+        "inv_soft": "1 - total variation between softmax(f(x)) and softmax(f(g x)), mean over transforms g",
+        "accuracy": "0-1 accuracy on the evaluation data",
+        "bound": "ITID bound estimate: error + invariance_weight * (1 - inv_hard) + sqrt(ln(2/delta) / 2n)",
+    }
 
     def __init__(
         self,

@@ -30,6 +30,10 @@ class Margin(Metric):
     summary = "10th-percentile output margin (true logit minus the largest other logit)."
     citation = "arXiv:1912.02178"
     higher_is_better = Directions(margin_p10=True, margin_median=True)
+    definitions = {
+        "margin_p10": "10th percentile (quantile) over samples of the true-class logit minus the largest other logit",
+        "margin_median": "median over samples of the true-class logit minus the largest other logit",
+    }
 
     def __init__(self, quantile: float = 0.1):
         if not 0 <= quantile <= 1:

@@ -76,6 +76,14 @@ class MaxEnt(Metric):
         sufficiency_gap=False, ce_model_heldout=False, ce_probe_heldout=False, probe_accuracy=True,
         redundancy_global=False, redundancy_within=False,
     )
+    definitions = {
+        "sufficiency_gap": "held-out cross-entropy of the model minus that of a fresh linear probe on its features",
+        "ce_model_heldout": "the model's own cross-entropy on the held-out half",
+        "ce_probe_heldout": "cross-entropy of a linear softmax probe on the penultimate features, held-out half",
+        "probe_accuracy": "accuracy of that linear probe on the held-out half",
+        "redundancy_global": "Gaussian total correlation -1/2 log det Corr(T) of the penultimate features",
+        "redundancy_within": "the same total correlation within each class, averaged over classes",
+    }
 
     def __init__(
         self,

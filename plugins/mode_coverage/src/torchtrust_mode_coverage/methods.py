@@ -80,6 +80,7 @@ class ModesCaptured(_ModeMetric):
     summary = "Modes of the PacGAN ring/grid mixture with at least one sample within 3 std."
     key = "modes_captured"
     higher_is_better = {"modes_captured": True}
+    definitions = {"modes_captured": "modes of the mixture with at least one generated sample within 3 std"}
 
 
 class HighQualityFraction(_ModeMetric):
@@ -89,6 +90,7 @@ class HighQualityFraction(_ModeMetric):
     summary = "Fraction of generated samples within 3 std of their nearest PacGAN mixture mode."
     key = "high_quality_fraction"
     higher_is_better = {"high_quality_fraction": True}
+    definitions = {"high_quality_fraction": "share of generated samples within 3 std of their nearest mode"}
 
 
 class ReverseKL(_ModeMetric):
@@ -98,3 +100,4 @@ class ReverseKL(_ModeMetric):
     summary = "KL divergence from the generated mode histogram to the uniform one (PacGAN protocol)."
     key = "reverse_kl"
     higher_is_better = {"reverse_kl": False}
+    definitions = {"reverse_kl": "KL(p || uniform) of the high-quality samples' histogram p over modes"}

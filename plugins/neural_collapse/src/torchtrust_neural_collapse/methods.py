@@ -64,6 +64,14 @@ class NeuralCollapse(Metric):
     kernels = ("torchtrust_features::class_scatter",)
     higher_is_better = Directions(nc1=False, nc2_norm_cv=False, nc2_cos_std=False, nc2_cos_shift=False,
                                   nc3=False, nc4=False)
+    definitions = {
+        "nc1": "within-class variability: tr(Sigma_W Sigma_B^+) / C of the penultimate features (0 = collapsed)",
+        "nc2_norm_cv": "coefficient of variation of the centred class-mean norms (0 = equinorm)",
+        "nc2_cos_std": "std of the pairwise cosines between centred class means (0 = equiangular)",
+        "nc2_cos_shift": "mean |cos + 1/(C-1)| of the class-mean pairs: distance from a simplex ETF's angles",
+        "nc3": "|| W/||W|| - M/||M|| ||_F^2: classifier rows vs centred class means (0 = self-dual)",
+        "nc4": "share of samples where the nearest class centre disagrees with the model's prediction",
+    }
 
     def __init__(self, feature_layer: str | None = None, num_classes: int | None = None, rcond: float = 1e-10):
         self.feature_layer, self.num_classes, self.rcond = feature_layer, num_classes, rcond

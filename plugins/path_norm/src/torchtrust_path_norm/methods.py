@@ -37,6 +37,10 @@ class PathNorm(Metric):
     summary = "Path-norm: the network with squared parameters applied to an all-ones input, summed."
     citation = "arXiv:1912.02178"
     higher_is_better = Directions(path_norm=False, log_path_norm=False)
+    definitions = {
+        "path_norm": "sum of the outputs of the network with squared weights applied to an all-ones input",
+        "log_path_norm": "natural log of path_norm",
+    }
 
     def compute(self, model, data) -> dict[str, float]:
         first = next(iter(iterate_batches(data)), None)

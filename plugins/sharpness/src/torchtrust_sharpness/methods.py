@@ -95,6 +95,11 @@ class Sharpness(Metric):
     summary = "Magnitude-aware PAC-Bayes sharpness: largest relative weight noise keeping the error within target."
     citation = "arXiv:1912.02178"
     higher_is_better = Directions(mag_sigma=True, mag_flatness=False, mag_pac_bayes=False)
+    definitions = {
+        "mag_sigma": "largest relative weight-noise scale sigma' keeping the error rise within target",
+        "mag_flatness": "1 / sigma'^2 (Jiang et al.'s pacbayes.mag.flatness)",
+        "mag_pac_bayes": "magnitude-aware PAC-Bayes bound term at sigma' (Jiang et al.'s pacbayes.mag.orig)",
+    }
 
     def __init__(
         self,

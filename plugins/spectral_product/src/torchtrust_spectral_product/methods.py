@@ -38,6 +38,11 @@ class SpectralProduct(Metric):
     summary = "Log product of the layers' squared spectral (and Frobenius) norms."
     citation = "arXiv:1912.02178"
     higher_is_better = Directions(log_spectral_product=False, log_frobenius_product=False, spectral_norm=False)
+    definitions = {
+        "log_spectral_product": "sum over layers of log ||W||_2^2 (largest singular value squared)",
+        "log_frobenius_product": "sum over layers of log ||W||_F^2",
+        "spectral_norm": "largest singular value ||W||_2 of one layer",
+    }
 
     def compute(self, model, data=None) -> dict[str, float]:
         mats = layer_matrices(model)
