@@ -45,6 +45,26 @@ def _manager():
     return get_manager()
 
 
+def _catalog() -> dict:
+    """What list / info / plugins show: from the process's manager if one exists (tests, notebooks),
+    else from the catalog cache (no plugin or torch import while it is current; see catalog_cache)."""
+    from registry import catalog_cache
+    from registry import manager as manager_module
+
+    current = getattr(manager_module, "_default", None)
+    if current is not None:
+        return catalog_cache.snapshot(current)
+    return catalog_cache.load_or_build(lambda: catalog_cache.snapshot(_manager()))
+
+
+def _check_selection(cat: dict) -> None:
+    """Unknown names in TORCHTRUST_PLUGINS / TORCHTRUST_DISABLE_PLUGINS are an error, cached or not."""
+    if cat.get("problems"):
+        from toolkit_core.errors import PluginSelectionError
+
+        raise PluginSelectionError("; ".join(cat["problems"]))
+
+
 def _json(data) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
@@ -74,10 +94,17 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.argument("pattern", required=False)
 def list_cmd(kind: str | None, as_json: bool, pattern: str | None) -> None:
     """List installed methods (optionally matching a glob PATTERN, e.g. 'lrp*')."""
-    mgr = _manager()
-    infos = [mgr.get_info(n) for n in mgr.list_methods(kind, pattern)]
+    import fnmatch
+
+    cat = _catalog()
+    _check_selection(cat)
+    names = sorted(n for n, m in cat["methods"].items() if kind is None or m["info"]["kind"] == kind)
+    if pattern:
+        names = fnmatch.filter(names, pattern)
+    infos = [cat["methods"][n]["info"] for n in names]
     rows = [
-        {"name": i.name, "kind": i.kind, "plugin": i.provider, "version": i.version, "summary": i.summary}
+        {"name": i["name"], "kind": i["kind"], "plugin": i["provider"], "version": i["version"],
+         "summary": i["summary"]}
         for i in infos
     ]
     if as_json:
@@ -91,8 +118,9 @@ def list_cmd(kind: str | None, as_json: bool, pattern: str | None) -> None:
     for r in rows:
         table.add_row(*(r[c] for c in ("name", "kind", "plugin", "version", "summary")))
     _console().print(table)
-    if mgr.failed:
-        click.echo(f"{len(mgr.failed)} plugin(s) failed to load; see `torchtrust plugins`.", err=True)
+    failed = [p for p in cat["plugins"] if p["status"] == "failed"]
+    if failed:
+        click.echo(f"{len(failed)} plugin(s) failed to load; see `torchtrust plugins`.", err=True)
 
 
 @cli.command("info")
@@ -100,33 +128,31 @@ def list_cmd(kind: str | None, as_json: bool, pattern: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info_cmd(name: str, as_json: bool) -> None:
     """Describe method NAME: summary, citation, parameters, kernels and their backends here."""
-    from toolkit_core import kernels
+    from toolkit_core.errors import UnknownMethodError
 
-    info = _manager().get_info(name)
-    kinfo = []
-    for k in info.kernels:
-        try:
-            kern = kernels.get(k)
-            kinfo.append({"name": k, "triton": kern.has_triton, "backend_cpu": kern.describe_backend("cpu"),
-                          "backend_cuda": kern.describe_backend("cuda")})
-        except KeyError:
-            kinfo.append({"name": k, "triton": False, "backend_cpu": "undeclared", "backend_cuda": "undeclared"})
-    data = {**info.to_dict(), "kernels": kinfo}
+    cat = _catalog()
+    _check_selection(cat)
+    entry = cat["methods"].get(name)
+    if entry is None:  # the loaded catalog says why (ambiguous, disabled, did-you-mean)
+        _manager().get_info(name)
+        raise UnknownMethodError(name, cat["methods"])
+    info, kinfo = entry["info"], entry["kernels"]
+    data = {**info, "kernels": kinfo}
     if as_json:
         _json(data)
         return
     from rich.table import Table
 
     con = _console()
-    con.print(f"[bold]{info.name}[/bold] ({info.kind}) - {info.summary}")
-    con.print(f"citation: {info.citation}")
-    con.print(f"provider: {info.provider} {info.version} (entry point '{info.plugin}')")
-    if info.parameters:
+    con.print(f"[bold]{info['name']}[/bold] ({info['kind']}) - {info['summary']}")
+    con.print(f"citation: {info['citation']}")
+    con.print(f"provider: {info['provider']} {info['version']} (entry point '{info['plugin']}')")
+    if info["parameters"]:
         t = Table(title="parameters")
         for col in ("name", "type", "default"):
             t.add_column(col)
-        for p in info.parameters:
-            t.add_row(p.name, p.type, "(required)" if p.required else repr(p.default))
+        for p in info["parameters"]:
+            t.add_row(p["name"], p["type"], "(required)" if p["required"] else entry["default_reprs"][p["name"]])
         con.print(t)
     else:
         con.print("parameters: none")
@@ -138,13 +164,13 @@ def info_cmd(name: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins_cmd(as_json: bool) -> None:
     """Show every plugin distribution: version, status (loaded/failed/disabled), error, methods."""
-    mgr = _manager()
-    records = list(mgr.plugins.values())
-    for problem in mgr.problems:
+    cat = _catalog()
+    records = cat["plugins"]
+    for problem in cat.get("problems", []):
         click.echo(f"Error: {problem}", err=True)
     if as_json:
-        _json([r.to_dict() for r in records])
-        if mgr.problems:
+        _json(records)
+        if cat.get("problems"):
             sys.exit(1)
         return
     from rich.table import Table
@@ -154,10 +180,11 @@ def plugins_cmd(as_json: bool) -> None:
         t.add_column(col, overflow="fold")
     colors = {"loaded": "green", "failed": "red", "disabled": "yellow"}
     for r in records:
-        detail = r.error if r.status == "failed" else ", ".join(r.methods)
-        t.add_row(r.name, r.distribution, r.version, f"[{colors[r.status]}]{r.status}[/]", detail or "")
+        detail = r["error"] if r["status"] == "failed" else ", ".join(r["methods"])
+        t.add_row(r["name"], r["distribution"], r["version"], f"[{colors[r['status']]}]{r['status']}[/]",
+                  detail or "")
     _console().print(t)
-    if mgr.problems:
+    if cat.get("problems"):
         sys.exit(1)
 
 
