@@ -6,9 +6,7 @@ import math
 
 import torch
 from scipy.stats import norm
-from torchtrust_randomized_smoothing import clopper_pearson_lower, noise_counts
-
-from toolkit_core.methods import Certifier
+from torchtrust_randomized_smoothing import MonteCarloCertifier, clopper_pearson_lower, noise_counts
 
 
 def _parity(x: torch.Tensor) -> torch.Tensor:
@@ -59,7 +57,7 @@ def drs_radius(p1: torch.Tensor, p2: torch.Tensor, sigma: float) -> torch.Tensor
     return (sigma * u / math.sqrt(2)).nan_to_num(0.0, posinf=0.0, neginf=0.0).clamp_min(0.0)
 
 
-class DualRandomizedSmoothing(Certifier):
+class DualRandomizedSmoothing(MonteCarloCertifier):
     """Dual Randomized Smoothing (our reading of Xia et al., ICLR 2024; the full text was not used).
 
     The input is split into two complementary sub-images ``x1, x2`` (:func:`split`, a checkerboard:
@@ -85,35 +83,11 @@ class DualRandomizedSmoothing(Certifier):
     citation = "arXiv:2404.09586"
     norm = "l2"
 
-    def __init__(self, sigma: float = 0.25, n0: int = 100, n: int = 100000, alpha: float = 0.001,
-                 batch_size: int = 1000, seed: int | None = 0):
-        if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not math.isfinite(sigma) or sigma <= 0:
-            raise ValueError(f"drs: sigma (the noise level) must be a finite number > 0, got {sigma!r}")
-        for key, v in (("n0", n0), ("n", n), ("batch_size", batch_size)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"drs: {key} must be an integer >= 1, got {v!r}")
-        if not 0 < alpha < 1:
-            raise ValueError(f"drs: alpha (the failure probability) must lie in (0, 1), got {alpha!r}")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise ValueError(f"drs: seed must be an integer or None, got {seed!r}")
-        self.sigma = float(sigma)
-        self.n0, self.n = n0, n
-        self.alpha = float(alpha)
-        self.batch_size = batch_size
-        self.seed = seed
-
-    @classmethod
-    def contract_params(cls) -> dict:
-        return {"n0": 10, "n": 50, "batch_size": 200}
-
     def _sub_counts(self, model, x, num, g):
         x1, x2 = split(x)
         c1 = noise_counts(lambda v: model(upsample(v)), x1, num, self.sigma, self.batch_size, g)
         c2 = noise_counts(lambda v: model(upsample(v)), x2, num, self.sigma, self.batch_size, g, c1.shape[1])
         return c1, c2
-
-    def _generator(self, device):
-        return None if self.seed is None else torch.Generator(device=device).manual_seed(self.seed)
 
     @torch.no_grad()
     def certify(self, model, x):

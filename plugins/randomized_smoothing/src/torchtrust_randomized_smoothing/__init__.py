@@ -7,9 +7,9 @@
 
 from toolkit_core import hookimpl
 
-from .methods import RandomizedSmoothing, clopper_pearson_lower, noise_counts
+from .methods import MonteCarloCertifier, RandomizedSmoothing, clopper_pearson_lower, noise_counts
 
-__all__ = ["RandomizedSmoothing", "clopper_pearson_lower", "noise_counts"]
+__all__ = ["MonteCarloCertifier", "RandomizedSmoothing", "clopper_pearson_lower", "noise_counts"]
 
 
 @hookimpl

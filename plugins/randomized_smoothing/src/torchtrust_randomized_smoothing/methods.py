@@ -47,29 +47,10 @@ def noise_counts(
     return counts
 
 
-class RandomizedSmoothing(Certifier):
-    """Gaussian randomized smoothing of the base classifier ``f`` = ``model`` (Cohen et al. 2019).
-
-    ``g(x) = argmax_c P(f(x + eps) = c)``, ``eps ~ N(0, sigma^2 I)``. If ``P(f(x+eps) = cA) >= pA >= 1/2``
-    then ``g(x + delta) = cA`` for every ``||delta||_2 < R = sigma * Phi^-1(pA)`` (Theorem 1).
-
-    * ``certify`` (CERTIFY of the paper): ``n0`` draws select ``cA`` (the most frequent class); ``n``
-      fresh draws count ``nA`` hits of ``cA``; ``pA`` is the one-sided ``(1 - alpha)`` Clopper-Pearson
-      lower bound of ``nA / n``. If ``pA < 1/2`` the certifier abstains (``-1``, radius 0), else it
-      returns ``cA`` and ``R = sigma * Phi^-1(pA)``. The certificate holds with probability at least
-      ``1 - alpha`` over the draws.
-    * ``predict`` (PREDICT): ``n`` draws; the top two classes with counts ``nA, nB``; returns the top
-      class if the two-sided binomial test of ``nA`` out of ``nA + nB`` at ``1/2`` has p-value
-      ``<= alpha``, else abstains. It returns a wrong answer with probability at most ``alpha``.
-
-    Defaults are the paper's: ``n0 = 100``, ``n = 100000``, ``alpha = 0.001``; ``sigma = 0.25``.
-    The inputs given to ``model`` leave [0, 1] (the noise is not clipped), as in the paper.
-    """
-
-    name = "randomized_smoothing"
-    summary = "Randomized smoothing (Cohen et al.): Gaussian-noise smoothed classifier with certified L2 radius."
-    citation = "arXiv:1902.02918"
-    norm = "l2"
+class MonteCarloCertifier(Certifier):
+    """Settings shared by Monte Carlo smoothing certifiers: noise level ``sigma``, ``n0`` selection and
+    ``n`` estimation draws, failure probability ``alpha``, ``batch_size`` noisy copies per forward, and
+    a ``seed`` for the noise (``None``: unseeded). Subclasses implement ``certify`` and ``predict``."""
 
     def __init__(self, sigma: float = 0.25, n0: int = 100, n: int = 100000, alpha: float = 0.001,
                  batch_size: int = 1000, seed: int | None = 0):
@@ -94,6 +75,31 @@ class RandomizedSmoothing(Certifier):
 
     def _generator(self, device) -> torch.Generator | None:
         return None if self.seed is None else torch.Generator(device=device).manual_seed(self.seed)
+
+
+class RandomizedSmoothing(MonteCarloCertifier):
+    """Gaussian randomized smoothing of the base classifier ``f`` = ``model`` (Cohen et al. 2019).
+
+    ``g(x) = argmax_c P(f(x + eps) = c)``, ``eps ~ N(0, sigma^2 I)``. If ``P(f(x+eps) = cA) >= pA >= 1/2``
+    then ``g(x + delta) = cA`` for every ``||delta||_2 < R = sigma * Phi^-1(pA)`` (Theorem 1).
+
+    * ``certify`` (CERTIFY of the paper): ``n0`` draws select ``cA`` (the most frequent class); ``n``
+      fresh draws count ``nA`` hits of ``cA``; ``pA`` is the one-sided ``(1 - alpha)`` Clopper-Pearson
+      lower bound of ``nA / n``. If ``pA < 1/2`` the certifier abstains (``-1``, radius 0), else it
+      returns ``cA`` and ``R = sigma * Phi^-1(pA)``. The certificate holds with probability at least
+      ``1 - alpha`` over the draws.
+    * ``predict`` (PREDICT): ``n`` draws; the top two classes with counts ``nA, nB``; returns the top
+      class if the two-sided binomial test of ``nA`` out of ``nA + nB`` at ``1/2`` has p-value
+      ``<= alpha``, else abstains. It returns a wrong answer with probability at most ``alpha``.
+
+    Defaults are the paper's: ``n0 = 100``, ``n = 100000``, ``alpha = 0.001``; ``sigma = 0.25``.
+    The inputs given to ``model`` leave [0, 1] (the noise is not clipped), as in the paper.
+    """
+
+    name = "randomized_smoothing"
+    summary = "Randomized smoothing (Cohen et al.): Gaussian-noise smoothed classifier with certified L2 radius."
+    citation = "arXiv:1902.02918"
+    norm = "l2"
 
     @staticmethod
     def radius(p_lower: torch.Tensor, sigma: float) -> torch.Tensor:
