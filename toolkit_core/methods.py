@@ -358,6 +358,15 @@ class Attack(Method):
     #: False for score-based (black-box) attacks that only call the forward pass; robustness
     #: evaluation compares them with the gradient-based ones to detect gradient masking.
     uses_gradients: ClassVar[bool] = True
+    #: True for an attack that runs other attacks and keeps the per-sample worst case (an ensemble such
+    #: as AutoAttack): the robustness stage reports its accuracy on every model as the headline number.
+    ensemble: ClassVar[bool] = False
+
+    @classmethod
+    def experiment_members(cls, scale: Scale) -> tuple[str, ...]:
+        """Names of attacks this one already runs, and reports one by one, in an experiment at ``scale``;
+        the default experiment then does not run them again as attacks of their own. Default: none."""
+        return ()
 
     @classmethod
     def experiment_variants(cls, scale: Scale) -> list[dict[str, Any]]:

@@ -445,7 +445,7 @@ def road(
 
 
 def max_sensitivity(
-    model: nn.Module, x: Tensor, target: Any = None, method: Any = "gradient", radius: float = 0.2,
+    model: nn.Module, x: Tensor, target: Any = None, method: Any = None, radius: float = 0.2,
     samples: int = 16, perturbations: Tensor | None = None, seed: int | None = 0, batch_size: int = 256,
     a: Tensor | None = None, **params: Any,
 ) -> Tensor:
@@ -566,7 +566,7 @@ class FaithfulnessReport:
 
 
 def evaluate_faithfulness(
-    model: nn.Module, x: Tensor, target: Any = None, methods: Any = ("gradient",), baseline: float | Tensor = 0.0,
+    model: nn.Module, x: Tensor, target: Any = None, methods: Any = None, baseline: float | Tensor = 0.0,
     steps: int = 16, patch_size: int = 4, regions: int = 16, road_percentages: tuple[float, ...] = (10, 30, 50, 70, 90),
     sensitivity_samples: int = 4, radius: float = 0.05, seed: int = 0, batch_size: int = 256,
     keep_maps: bool = False,

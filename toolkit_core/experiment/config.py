@@ -96,39 +96,6 @@ LIMITS: dict[str, dict[str, Any]] = {
                    "train_points": (1, None), "batch_size": (1, None), "pair_weight": (0, None),
                    "noise_dim": (0, None), "hidden": (1, None), "lr": (POSITIVE, None)},
 }
-# Defaults of methods added after their classes learned to give them (Method.experiment_variants);
-# still to move into their plugins' classes, like fgsm/pgd/apgd/lrp/aalp were.
-#: Evaluation-attack defaults merged over the class's experiment_variants (digits: eps 0.1).
-ATTACK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "apgd_t": {"eps": 0.1, "steps": 50, "n_target_classes": 9, "seed": 0},
-    "fab": {"eps": 0.1, "steps": 50, "n_target_classes": 9, "seed": 0},
-    "square": {"eps": 0.1, "n_queries": 1000, "seed": 0},
-    "autoattack": {"eps": 0.1, "version": "standard", "seed": 0},
-}
-#: Quick mode (CI): smaller budgets, merged over ATTACK_DEFAULTS.
-QUICK_ATTACK_PARAMS: dict[str, dict[str, Any]] = {
-    "apgd_t": {"steps": 10, "n_target_classes": 3},
-    "fab": {"steps": 10, "n_target_classes": 3},
-    "square": {"n_queries": 100},
-    "autoattack": {"attacks": [["apgd", {"steps": 10}], ["apgd_t", {"steps": 5, "n_target_classes": 2}],
-                               ["fab", {"steps": 5, "n_target_classes": 2}], ["square", {"n_queries": 50}]]},
-}
-#: Certifier defaults for the digits models (the papers' n = 100000 draws is far too slow on CPU).
-CERTIFIER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "randomized_smoothing": {"sigma": 0.25, "n0": 50, "n": 1000, "alpha": 0.001, "seed": 0},
-    "drs": {"sigma": 0.25, "n0": 50, "n": 1000, "alpha": 0.001, "seed": 0},
-}
-QUICK_CERTIFIER_PARAMS: dict[str, dict[str, Any]] = {"randomized_smoothing": {"n0": 20, "n": 100},
-                                                     "drs": {"n0": 20, "n": 100}}
-#: Defenses the default experiment leaves out: they need more than one plain network to train
-#: (adaptive smoothing mixes two trained classifiers; benchmarks/adaptive_smoothing.py evaluates it).
-DEFAULT_SKIP_METHODS = ("adaptive_smoothing",)
-#: Quick mode runs these only inside the AutoAttack ensemble (its per-member breakdown is reported).
-QUICK_SKIP_ATTACKS = ("apgd_t", "fab", "square")
-#: Quick-mode parameters of attribution methods whose cost scales with a count (path points, noise samples).
-QUICK_ATTRIBUTION_PARAMS: dict[str, dict[str, Any]] = {"integrated_gradients": {"steps": 8},
-                                                       "smoothgrad": {"samples": 4}}
-
 #: Keys of [model] and [data] that describe a user's model and data (toolkit_core.workloads).
 WORKLOAD_KEYS: dict[str, tuple[str, ...]] = {
     "model": ("arch", "num_classes", "weights", "checkpoint", "mean", "std", "input_size", "small_input", "kwargs"),
@@ -306,20 +273,15 @@ def default_methods(kind: str, scale: Scale) -> list[MethodSpec]:
     from ..catalog import get_info
 
     names = _installed(kind)
+    classes = {name: get_info(name).cls for name in names}
+    covered = {m for cls in classes.values() if kind == "attack" for m in cls.experiment_members(scale)}
     specs = []
-    for name in names:
-        if name in DEFAULT_SKIP_METHODS:
-            continue
-        if kind == "attack" and scale.quick and name in QUICK_SKIP_ATTACKS and "autoattack" in names:
-            continue
-        extra = {**ATTACK_DEFAULTS.get(name, {}), **CERTIFIER_DEFAULTS.get(name, {})}
-        if scale.quick:
-            extra.update({**QUICK_ATTACK_PARAMS.get(name, {}), **QUICK_CERTIFIER_PARAMS.get(name, {})})
-            if kind == "attribution":
-                extra.update(QUICK_ATTRIBUTION_PARAMS.get(name, {}))
-        specs += [MethodSpec(name, {**params, **extra}) for params in get_info(name).cls.experiment_variants(scale)]
-    if not specs and names and kind == "defense":  # quick, and no defense opted in: train the first one
-        specs = [MethodSpec(names[0])]
+    for name, cls in classes.items():
+        if name not in covered:
+            specs += [MethodSpec(name, params) for params in cls.experiment_variants(scale)]
+    if not specs and kind == "defense":  # quick, and no defense opted in: train the first one that trains at all
+        full = Scale(eps=scale.eps, quick=False)
+        specs = [MethodSpec(name) for name, cls in classes.items() if cls.experiment_variants(full)][:1]
     return specs
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from ..catalog import get_info
 from .common import datasets, is_main, models, names
 from .config import instantiate
 from .figures import plot_robustness
@@ -128,11 +129,11 @@ def stage_robustness(ctx: RunContext) -> dict[str, Any]:
         worst = {k: v["worst_case_accuracy"] for k, v in table.items()}
         best = max(worst, key=lambda k: worst[k] or 0)
         summary.append(f"most robust: {best} (worst-case accuracy {worst[best]:.3f})")
-        ensembles = [s.label for s in specs if s.name == "autoattack"]
+        ensembles = [s for s in specs if get_info(s.name).cls.ensemble]
         if ensembles:
-            aa = {m: v["attacks"][ensembles[0]]["accuracy"] for m, v in table.items()}
-            out["autoattack"] = aa
-            summary.append("AutoAttack: " + ", ".join(f"{m} {a:.3f}" for m, a in aa.items()))
+            aa = {m: v["attacks"][ensembles[0].label]["accuracy"] for m, v in table.items()}
+            out["ensemble"] = {"attack": ensembles[0].label, "accuracy": aa}
+            summary.append(f"{ensembles[0].name}: " + ", ".join(f"{m} {a:.3f}" for m, a in aa.items()))
         warned = {m: v["warnings"] for m, v in table.items() if v.get("warnings")}
         if warned:
             out["warnings"] = warned

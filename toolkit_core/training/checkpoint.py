@@ -35,7 +35,7 @@ def load_file(path: str | os.PathLike, map_location: str | torch.device = "cpu",
     """``torch.load(path, weights_only=True)`` with one-line errors that name the file.
 
     Never unpickles arbitrary objects: a file holding anything but tensors and plain containers is
-    refused (loading it could run code), not loaded with ``weights_only=False``. ``what``: what the
+    refused (loading it could run code), never retried with the unsafe full unpickler. ``what``: what the
     user should do, ending each message (default: delete the file, torchtrust rewrites it).
     """
     path = Path(path)

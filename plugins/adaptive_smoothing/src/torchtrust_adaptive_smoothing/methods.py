@@ -89,6 +89,12 @@ class AdaptiveSmoothing(AdversarialDefense):
     summary = "Adaptive smoothing: a mixing network weights a standard and a robust classifier by the input."
     citation = "arXiv:2301.12554"
 
+    @classmethod
+    def experiment_variants(cls, scale) -> list[dict]:
+        """None: the default experiment trains single networks, and this defense mixes two trained
+        classifiers (``benchmarks/adaptive_smoothing.py`` builds and evaluates the mixture)."""
+        return []
+
     def __init__(self, attack=None, detector_weight: float = 1.0):
         self._set_attack(attack)
         if not isinstance(detector_weight, (int, float)) or isinstance(detector_weight, bool) or detector_weight < 0:

@@ -272,6 +272,12 @@ class APGDT(APGD):
     def contract_params(cls) -> dict:
         return {"steps": 3, "n_target_classes": 2, "seed": 0}
 
+    @classmethod
+    def experiment_variants(cls, scale: Scale) -> list[dict[str, Any]]:
+        """Evaluation: 50 steps on 9 targets (quick: 10 steps on 3), seeded."""
+        return [{"eps": scale.eps, "steps": 10 if scale.quick else 50,
+                 "n_target_classes": 3 if scale.quick else 9, "seed": 0}]
+
     def perturb(self, model, x, y):
         generator = None if self.seed is None else torch.Generator(device=x.device).manual_seed(self.seed)
         with torch.no_grad():

@@ -12,7 +12,7 @@ import torch
 from torch import fx, nn
 
 from toolkit_core.attacks import check_classes
-from toolkit_core.methods import Attack
+from toolkit_core.methods import Attack, Scale
 from toolkit_core.progress import progress
 
 #: The attacks of each version as ``(label, registered name, parameters)``; ``eps``, ``norm`` and
@@ -129,6 +129,7 @@ class AutoAttack(Attack):
     name = "autoattack"
     summary = "AutoAttack: APGD-CE, APGD-T, FAB-T, Square (or any registered attacks) on the points still robust."
     citation = "arXiv:2003.01690"
+    ensemble = True
 
     def __init__(
         self,
@@ -160,6 +161,23 @@ class AutoAttack(Attack):
     @classmethod
     def contract_params(cls) -> dict:
         return {"attacks": [("apgd", {"steps": 3}), ("square", {"n_queries": 10})]}
+
+    #: The quick experiment's light ensemble (its members' per-attack results are in the report).
+    QUICK_MEMBERS = (("apgd", {"steps": 10}), ("apgd_t", {"steps": 5, "n_target_classes": 2}),
+                     ("fab", {"steps": 5, "n_target_classes": 2}), ("square", {"n_queries": 50}))
+
+    @classmethod
+    def experiment_variants(cls, scale: Scale) -> list[dict[str, Any]]:
+        """Evaluation: the standard version, seeded; quick: the same members on small budgets."""
+        params: dict[str, Any] = {"eps": scale.eps, "version": "standard", "seed": 0}
+        if scale.quick:
+            params["attacks"] = [[name, dict(p)] for name, p in cls.QUICK_MEMBERS]
+        return [params]
+
+    @classmethod
+    def experiment_members(cls, scale: Scale) -> tuple[str, ...]:
+        """Quick mode runs APGD-T, FAB-T and Square only inside the ensemble."""
+        return ("apgd_t", "fab", "square") if scale.quick else ()
 
     def members(self) -> dict[str, Attack]:
         """The attacks of the ensemble, created from the catalog: ``{label: attack}`` in run order."""

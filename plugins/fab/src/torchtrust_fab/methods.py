@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
 from toolkit_core.attacks import check_classes
-from toolkit_core.methods import Attack
+from toolkit_core.methods import Attack, Scale
 
 from .projection import project
 
@@ -88,6 +88,12 @@ class FAB(Attack):
     @classmethod
     def contract_params(cls) -> dict:
         return {"steps": 3, "n_target_classes": 2, "seed": 0}
+
+    @classmethod
+    def experiment_variants(cls, scale: Scale) -> list[dict[str, Any]]:
+        """Evaluation: 50 steps on 9 targets (quick: 10 steps on 3), seeded."""
+        return [{"eps": scale.eps, "steps": 10 if scale.quick else 50,
+                 "n_target_classes": 3 if scale.quick else 9, "seed": 0}]
 
     # ------------------------------------------------------------------ linearization
 

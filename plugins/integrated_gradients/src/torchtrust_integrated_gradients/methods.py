@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from toolkit_core.attribution import logits_of, resolve_target
-from toolkit_core.methods import AttributionMethod
+from toolkit_core.methods import AttributionMethod, Scale
 
 __all__ = ["IGResult", "IntegratedGradients", "integrated_gradients", "quadrature"]
 
@@ -126,6 +126,11 @@ class IntegratedGradients(AttributionMethod):
     @classmethod
     def contract_params(cls):
         return {"steps": 8}
+
+    @classmethod
+    def experiment_variants(cls, scale: Scale):
+        """Experiments: the defaults; quick mode 8 path points."""
+        return [{"steps": 8} if scale.quick else {}]
 
     def attribute(self, model, x, target):
         res = integrated_gradients(model, x, target, self.baseline, self.steps, self.rule, self.internal_batch_size)

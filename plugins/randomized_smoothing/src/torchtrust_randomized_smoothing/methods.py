@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 from scipy.stats import beta, binomtest, norm
 
-from toolkit_core.methods import Certifier
+from toolkit_core.methods import Certifier, Scale
 
 
 def clopper_pearson_lower(k: torch.Tensor, n: int, alpha: float) -> torch.Tensor:
@@ -72,6 +72,12 @@ class MonteCarloCertifier(Certifier):
     @classmethod
     def contract_params(cls) -> dict:
         return {"n0": 10, "n": 50, "batch_size": 200}
+
+    @classmethod
+    def experiment_variants(cls, scale: Scale) -> list[dict]:
+        """Experiments: 50 + 1000 draws (quick: 20 + 100), seeded; the papers' 100000 are too slow on a CPU."""
+        return [{"sigma": 0.25, "n0": 20 if scale.quick else 50, "n": 100 if scale.quick else 1000,
+                 "alpha": 0.001, "seed": 0}]
 
     def _generator(self, device) -> torch.Generator | None:
         return None if self.seed is None else torch.Generator(device=device).manual_seed(self.seed)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from toolkit_core.attribution import logits_of, resolve_target
-from toolkit_core.methods import AttributionMethod
+from toolkit_core.methods import AttributionMethod, Scale
 
 __all__ = ["SmoothGrad", "smooth"]
 
@@ -110,6 +110,11 @@ class SmoothGrad(AttributionMethod):
     @classmethod
     def contract_params(cls):
         return {"samples": 4}
+
+    @classmethod
+    def experiment_variants(cls, scale: Scale):
+        """Experiments: the defaults; quick mode 4 noise samples."""
+        return [{"samples": 4} if scale.quick else {}]
 
     def attribute(self, model, x, target):
         return smooth(self._method, model, x, target, self.samples, self.noise, self.noise_scale, self.aggregate,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
 from toolkit_core.attacks import check_classes
-from toolkit_core.methods import Attack
+from toolkit_core.methods import Attack, Scale
 
 TINY = 1e-12
 #: Iterations (of a 10 000-query run) after which the square fraction ``p`` is halved (the paper's
@@ -116,6 +116,11 @@ class Square(Attack):
     @classmethod
     def contract_params(cls) -> dict:
         return {"n_queries": 20, "seed": 0}
+
+    @classmethod
+    def experiment_variants(cls, scale: Scale) -> list[dict[str, Any]]:
+        """Evaluation: 1000 queries (quick: 100), seeded (the paper's 5000 are too slow on a CPU)."""
+        return [{"eps": scale.eps, "n_queries": 100 if scale.quick else 1000, "seed": 0}]
 
     # ------------------------------------------------------------------ helpers
 
