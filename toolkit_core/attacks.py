@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .modelstate import check_model, guarded, preserved
+from .precision import Float32Logits, active_autocast
 
 
 def check_attack_inputs(x: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,6 +59,11 @@ def run_attack(attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     ``batch_size`` samples (``None``: sized to the device, :mod:`toolkit_core.chunking`), on
     :func:`toolkit_core.folding.fold_batchnorm` of the model (conv -> BatchNorm pairs folded in eval
     mode, the same function; skipped when the attack's ``fold_bn`` attribute is false).
+
+    Under autocast (:func:`toolkit_core.precision.autocast`, e.g. ``evaluate_robustness(precision="bf16")``)
+    the model's forward passes run in low precision and its logits reach ``perturb`` as float32
+    (:class:`~toolkit_core.precision.Float32Logits`); ``x``, the perturbation and the input gradient
+    stay float32.
     """
     from .chunking import chunks
     from .folding import fold_batchnorm
@@ -72,5 +78,7 @@ def run_attack(attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             folded = fold_batchnorm(model)
     with guarded(model, (x,), mode=False, freeze=True):
         target = model if folded is model else _CopiedInputs(folded)
+        if active_autocast(x.device) is not None:
+            target = Float32Logits(target)  # mixed precision: the attack's loss and margins in float32
         parts = [attack.perturb(target, xc.detach(), yc).detach() for xc, yc in chunks(x, y, batch_size)]
     return parts[0] if len(parts) == 1 else torch.cat(parts)

@@ -52,6 +52,7 @@ from .data import iterate_batches
 from .methods import Attack
 from .models import digits_model  # noqa: F401 - re-exported: the reference model of the attack tests
 from .modelstate import check_model, guarded, model_device
+from .precision import autocast, check_precision
 from .threads import torch_threads
 
 __all__ = ["RobustnessResult", "digits_model", "evaluate_robustness"]
@@ -340,6 +341,7 @@ def evaluate_robustness(
     num_threads: int | None = None,
     checks: bool = True,
     check_points: int = 32,
+    precision: str | None = None,
 ) -> RobustnessResult:
     """Clean accuracy, accuracy under each attack and the per-point worst case over all attacks.
 
@@ -355,6 +357,9 @@ def evaluate_robustness(
     gradient-masking checks (module docstring) on ``check_points`` points of the first batch; the
     other checks always run. Warnings land in ``result.warnings`` and are issued as ``RuntimeWarning``
     (train mode: ``UserWarning``).
+    ``precision``: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA only): every forward pass, the attacks'
+    included, under :func:`torch.autocast` (:mod:`toolkit_core.precision`: the attacks' losses, the
+    perturbation and its gradient stay float32); ``None`` (default) leaves the caller's setting.
     Returns a :class:`RobustnessResult` (prints as a table; ``to_dict``/``to_json``).
     """
     check_model(model)
@@ -367,6 +372,8 @@ def evaluate_robustness(
                          "(name, params) tuples or a {label: attack} mapping")
     resolved = _resolve_attacks(attacks)
     device = torch.device(device) if device is not None else model_device(model)
+    if precision is not None:
+        precision = check_precision(precision, device)
     notes: list[str] = []
     if model.training:
         msg = (
@@ -386,6 +393,8 @@ def evaluate_robustness(
     bar = None
     threads = contextlib.ExitStack()
     threads.enter_context(torch_threads(num_threads))
+    if precision is not None:
+        threads.enter_context(autocast(precision, device))
     if progress:
         from . import progress as tp
 

@@ -49,14 +49,18 @@ def run_attribution(method, model: nn.Module, x: torch.Tensor, target: Any = Non
     against the logits of its own forward pass with :func:`resolve_target` (which also checks the
     range), so no extra forward pass is spent on validation. ``batch_size``: the method runs on chunks
     of that many samples (``None``: sized to the device, see :mod:`toolkit_core.chunking`).
+    Attribution always runs in float32: autocast set by the caller is switched off inside
+    (:func:`toolkit_core.precision.full_precision`; LRP/DTD divide by pre-activations).
     """
     from ..chunking import chunks
     from ..modelstate import check_model, guarded, warn_if_train_mode
+    from ..precision import full_precision
 
     check_model(model)
     x = check_input(x)
     warn_if_train_mode(model, f"attribution with {method.name}")
-    with guarded(model, (x,)):
+    # always float32: a caller's autocast does not reach the rules (toolkit_core.precision)
+    with full_precision(x.device), guarded(model, (x,)):
         parts = [method.attribute(model, xc, tc) for xc, tc in chunks(x, target, batch_size)]
     result = parts[0] if len(parts) == 1 else torch.cat(parts)
     if not isinstance(result, torch.Tensor) or result.shape != x.shape:
@@ -104,6 +108,7 @@ def layerwise(
     """
     from ..catalog import resolve
     from ..modelstate import check_model, guarded
+    from ..precision import full_precision
     from .base import ModifiedBackprop
     from .engine import run_engine
     from .rules import Gradient
@@ -115,12 +120,12 @@ def layerwise(
     m = resolve(method, kind="attribution", **params)
     times_input = type(m).plain_gradient_times_input
     if times_input is not None:
-        with guarded(model, (x,)):
+        with full_precision(x.device), guarded(model, (x,)):
             return run_engine(
                 model, x, target, lambda name, module: Gradient.name, method=m.name,
                 multiply_input=times_input, record=record, inject=inject, inject_kind=inject_kind,
             )
     if not isinstance(m, ModifiedBackprop):
         raise TypeError(f"layer-wise relevance needs a modified-backprop method, got {m.name!r}")
-    with guarded(model, (x,)):
+    with full_precision(x.device), guarded(model, (x,)):
         return m.layerwise(model, x, target, record=record, inject=inject, inject_kind=inject_kind)

@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
+from .. import precision as amp
 from . import checkpoint as ckpt_io
 from . import distributed as dist_utils
 from .adversarial import accuracy, craft, unwrap_model
@@ -145,7 +146,8 @@ class _SignalGuard:
         return False
 
 
-def _evaluate(model: nn.Module, data, attack, ctx: dist_utils.DistContext, seed: int) -> dict[str, float]:
+def _evaluate(model: nn.Module, data, attack, ctx: dist_utils.DistContext, seed: int,
+              precision: str = "fp32") -> dict[str, float]:
     """Clean (and adversarial, if ``attack``) accuracy on ``data``, sharded over ranks, RNG untouched."""
     from ..data import iterate_batches
 
@@ -153,7 +155,7 @@ def _evaluate(model: nn.Module, data, attack, ctx: dist_utils.DistContext, seed:
     counts = torch.zeros(3, dtype=torch.float64)
     devices = [ctx.device] if ctx.device.type == "cuda" else []
     modes = [(m, m.training) for m in base.modules()]
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=devices), amp.autocast(precision, ctx.device):
         torch.manual_seed(seed)
         base.eval()
         try:
@@ -180,14 +182,16 @@ def _evaluate(model: nn.Module, data, attack, ctx: dist_utils.DistContext, seed:
 
 
 def _run_settings(defense, opt: torch.optim.Optimizer, weight_decay: float, batch_size: int, seed: int | None,
-                  grad_clip: float | None) -> dict[str, Any]:
+                  grad_clip: float | None, precision: str = "fp32") -> dict[str, Any]:
     """What determines the trajectory besides the epochs: a resume must match all of it.
 
-    ``epochs`` is not part of it: resuming with more epochs continues to the new target.
+    ``epochs`` is not part of it: resuming with more epochs continues to the new target. ``precision``
+    is recorded only when it is not float32 (checkpoints written before it existed stay resumable).
     """
     from ..methods import Method
 
-    return {"defense": repr(defense) if isinstance(defense, Method) else type(defense).__qualname__,
+    extra = {} if precision == "fp32" else {"precision": precision}
+    return {**extra, "defense": repr(defense) if isinstance(defense, Method) else type(defense).__qualname__,
             "optimizer": type(opt).__name__, "lr": [float(g["lr"]) for g in opt.param_groups],
             "weight_decay": float(weight_decay), "batch_size": int(batch_size), "seed": seed,
             "grad_clip": grad_clip}
@@ -219,6 +223,7 @@ def fit(
     grad_clip: float | None = None,
     progress: bool = True,
     on_batch_end: Callable[[int, int, dict[str, float]], None] | None = None,
+    precision: str = "fp32",
 ) -> History:
     """Train ``model`` on ``train_data`` with the objective of ``defense``; return a :class:`History`.
 
@@ -259,6 +264,12 @@ def fit(
     ``attack`` if it has one), adversarial accuracy after every epoch, computed under a forked RNG so
     that evaluating does not change the training trajectory.
     ``on_batch_end(epoch, batch, logs)`` is called after every optimizer step.
+
+    Mixed precision (``precision``, :mod:`toolkit_core.precision`): ``"fp32"`` (default); ``"bf16"``
+    runs every forward pass and loss (adversarial examples included) under :func:`torch.autocast` with
+    bfloat16, on CPU or GPU; ``"fp16"`` does the same with float16 and a
+    :class:`torch.amp.GradScaler` (CUDA only: refused on a CPU). Weights, gradients and optimizer
+    state stay float32, so the model comes back with its dtype.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -268,18 +279,21 @@ def fit(
         raise ValueError("resume=True needs checkpoint_dir (the directory that holds last.pt)")
     if grad_clip is not None and not grad_clip > 0:
         raise ValueError(f"grad_clip must be a positive number or None, got {grad_clip!r}")
+    amp.check_precision(precision)  # the name; fp16 on a CPU is refused once the device is known
 
     path = ckpt_io.checkpoint_path(checkpoint_dir) if checkpoint_dir is not None else None
     with Runtime(device, path, ckpt_io.FORMAT_VERSION, "toolkit_core.fit") as rt:
         return _fit(model, train_data, _resolve_defense(defense), rt, epochs=epochs, optimizer=optimizer, lr=lr,
                     weight_decay=weight_decay, batch_size=batch_size, checkpoint_dir=checkpoint_dir, resume=resume,
                     seed=seed, eval_data=eval_data, eval_attack=eval_attack, grad_clip=grad_clip,
-                    progress=progress, on_batch_end=on_batch_end)
+                    progress=progress, on_batch_end=on_batch_end, precision=precision)
 
 
 def _fit(model, train_data, defense, rt: Runtime, *, epochs, optimizer, lr, weight_decay, batch_size, checkpoint_dir,
-         resume, seed, eval_data, eval_attack, grad_clip, progress, on_batch_end) -> History:
+         resume, seed, eval_data, eval_attack, grad_clip, progress, on_batch_end, precision) -> History:
     ctx = rt.ctx
+    precision = amp.check_precision(precision, ctx.device)
+    scaler = amp.grad_scaler(precision, ctx.device)
     model.to(ctx.device)
     ckpt = rt.load() if resume else None
     if seed is not None:
@@ -293,9 +307,9 @@ def _fit(model, train_data, defense, rt: Runtime, *, epochs, optimizer, lr, weig
     if eval_attack is None and eval_data is not None:
         eval_attack = getattr(defense, "attack", None)
     history = History(meta={"world_size": ctx.world_size, "seed": seed, "defense": repr(defense)
-                            if not isinstance(defense, _PlainCE) else "none"})
+                            if not isinstance(defense, _PlainCE) else "none", "precision": precision})
     start_epoch, start_batch = 0, 0
-    settings = _run_settings(defense, opt, weight_decay, batch_size, seed, grad_clip)
+    settings = _run_settings(defense, opt, weight_decay, batch_size, seed, grad_clip, precision)
     if ckpt is not None:
         ckpt_io.check_settings(ckpt.get("settings"), settings, ckpt_io.checkpoint_path(checkpoint_dir))
         if int(ckpt["epoch"]) > epochs:
@@ -308,6 +322,8 @@ def _fit(model, train_data, defense, rt: Runtime, *, epochs, optimizer, lr, weig
         opt.load_state_dict(ckpt["optimizer"])
         if ckpt.get("defense") is not None and hasattr(defense, "load_state_dict"):
             defense.load_state_dict(ckpt["defense"])
+        if scaler is not None and ckpt.get("scaler") is not None:
+            scaler.load_state_dict(ckpt["scaler"])
         history = History.from_dict(ckpt["history"])
         start_epoch, start_batch = int(ckpt["epoch"]), int(ckpt["batch"])
         if start_batch == 0:
@@ -322,6 +338,7 @@ def _fit(model, train_data, defense, rt: Runtime, *, epochs, optimizer, lr, weig
             "epoch": epoch, "batch": batch, "epochs": epochs, "settings": settings, "model": model.state_dict(),
             "optimizer": opt.state_dict(), "defense": defense.state_dict() if hasattr(defense, "state_dict") else None,
             "history": history.to_dict(), "sums": dict(sums), "epoch_rng": epoch_rngs,
+            "scaler": scaler.state_dict() if scaler is not None else None,
         }, generator)
 
     guard = _SignalGuard(enabled=checkpoint_dir is not None)
@@ -353,17 +370,26 @@ def _fit(model, train_data, defense, rt: Runtime, *, epochs, optimizer, lr, weig
             for b in range(first, n_batches):
                 x, y = next(it)[:2]
                 x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
-                loss, logs = defense.loss(net, x, y)
+                with amp.autocast(precision, ctx.device):
+                    loss, logs = defense.loss(net, x, y)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"the training loss became {float(loss)} at epoch {epoch}, batch {b}; lower the learning "
                         "rate or check the data"
                     )
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if grad_clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                opt.step()
+                if scaler is None:
+                    loss.backward()
+                    if grad_clip is not None:
+                        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                    opt.step()
+                else:  # fp16: scaled loss; a step with inf/NaN gradients is skipped and the scale lowered
+                    scaler.scale(loss).backward()
+                    if grad_clip is not None:
+                        scaler.unscale_(opt)
+                        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                    scaler.step(opt)
+                    scaler.update()
                 n = float(len(y))
                 for k, v in logs.items():
                     sums[k] = sums.get(k, 0.0) + float(v) * n
@@ -388,7 +414,8 @@ def _fit(model, train_data, defense, rt: Runtime, *, epochs, optimizer, lr, weig
             row: dict[str, float] = {"epoch": float(epoch)}
             row.update({k: float(v) / total_n for k, v in zip(keys, tot.tolist()) if k != "_n"})
             if eval_data is not None:
-                row.update(_evaluate(net, eval_data, eval_attack, ctx, seed=(seed or 0) + 10_000 + epoch))
+                row.update(_evaluate(net, eval_data, eval_attack, ctx, seed=(seed or 0) + 10_000 + epoch,
+                                     precision=precision))
                 net.train()
             row["time_s"] = time.perf_counter() - t0
             history.epochs.append(row)
