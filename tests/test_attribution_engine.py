@@ -160,6 +160,30 @@ def test_rule_matches_dense_matrix_formula(kind, rule_name, params, signed):
     assert torch.allclose(R_in, ref, rtol=1e-8, atol=1e-10), (R_in - ref).abs().max()
 
 
+@pytest.mark.parametrize("kind", ["conv", "linear"])
+def test_gamma_equals_dense_formula_when_a_relu_follows(kind):
+    # a ReLU after the layer sends no signal to outputs z <= 0: gamma then takes its one-map path
+    # (W + gamma W+)^T; the result must still be the sign-aware dense formula
+    gen = torch.Generator().manual_seed(5)
+    torch.manual_seed(1)
+    if kind == "conv":
+        module = nn.Conv2d(2, 3, 3, padding=1).double()
+        a = torch.rand(2, 2, 5, 5, generator=gen, dtype=torch.float64)
+    else:
+        module = nn.Linear(7, 4).double()
+        a = torch.rand(2, 7, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        z = module(a)
+    g = torch.randn(z.shape, generator=gen, dtype=torch.float64) * (z > 0)
+    assert bool((z <= 0).any()) and bool((z > 0).any())
+    params = {"gamma": 0.25, "epsilon": 1e-6}
+    rule = get_rule("lrp_gamma", **params)
+    layer = make_layer(module, "layer", a.shape)
+    out = rule.backward(layer, rule.forward(layer, a, z), g)
+    ref = _dense_reference("lrp_gamma", module, a, g, params).reshape(a.shape)
+    assert torch.allclose(a * out, ref, rtol=1e-8, atol=1e-10), (a * out - ref).abs().max()
+
+
 # --------------------------------------------------------------------------- GBP and friends
 
 
@@ -395,3 +419,50 @@ def test_low_memory_mode_gives_the_same_map(composite):
     b = tt.attribute(model, x, 4, method="lrp", composite=composite, low_memory=True, low=0.0, high=1.0)
     # equal up to float32 rounding (the folded layer is recomputed as one convolution)
     assert torch.allclose(a, b, rtol=1e-3, atol=1e-4 * float(a.abs().max()))
+
+
+# --------------------------------------------------------------------------- BatchNorm folding under the guard
+
+
+@pytest.mark.parametrize("rule", ["lrp_zplus", "lrp_gamma"])
+def test_public_api_folds_batchnorm_inside_the_guard(rule):
+    """attribute() runs the method inside guarded(), whose own hooks (input copy, output check) sit on
+    the model; folding must still happen (the engine folds at run time and never asks fold_batchnorm,
+    which refuses hooked models). Reference: the same model with the BatchNorm folded by hand."""
+    from toolkit_core.folding import batchnorm_affine, has_hooks
+
+    torch.manual_seed(0)
+    conv, bn = nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 1.5)
+        bn.weight.uniform_(-1.5, 1.5)  # negative scales: W+ of the folded conv differs from s W+
+        bn.bias.uniform_(-0.5, 0.5)
+    head = nn.Linear(4 * 6 * 6, 3)
+    net = nn.Sequential(conv, bn, nn.ReLU(), nn.Flatten(), head).eval()
+    s, t = batchnorm_affine(bn)
+    folded_conv = nn.Conv2d(2, 4, 3, padding=1)
+    with torch.no_grad():
+        folded_conv.weight.copy_(conv.weight * s[:, None, None, None])
+        folded_conv.bias.copy_(conv.bias * s + t)
+    by_hand = nn.Sequential(folded_conv, nn.ReLU(), nn.Flatten(), head).eval()
+    unfolded = nn.Sequential(conv, nn.Identity(), bn, nn.ReLU(), nn.Flatten(), head).eval()  # BN its own layer
+    x = torch.rand(3, 2, 6, 6, generator=torch.Generator().manual_seed(1))
+
+    method = tt.create("lrp", rule=rule)
+    hooked = []
+    inner = method.attribute
+
+    def spy(model, xs, target):
+        hooked.append(has_hooks(model))
+        return inner(model, xs, target)
+
+    method.attribute = spy
+    snap = ModelSnapshot.take(net)
+    ours = method(net, x, 1)
+    snap.assert_unchanged(net)
+    assert hooked == [True] and not has_hooks(net)  # it ran under the guard's hooks, which are gone again
+    ref = tt.attribute(by_hand, x, 1, method="lrp", rule=rule)
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-6 * float(ref.abs().max()))
+    other = tt.attribute(unfolded, x, 1, method="lrp", rule=rule)
+    assert float((other - ref).abs().max()) > 1e-2 * float(ref.abs().max())  # folding changes the map

@@ -316,3 +316,34 @@ def test_rule_registry_rejects_a_duplicate_name_naming_both_providers(monkeypatc
     monkeypatch.setattr(composites, "_method_classes", lambda: [(Other, "torchtrust-a"), (Again, "torchtrust-b")])
     with pytest.raises(composites.DuplicateRuleError, match="torchtrust-a and torchtrust-b"):
         composites.registered_rules()
+
+
+def test_every_shipped_rule_lives_in_the_core_rule_module():
+    # the plugins built on the engine declare composites (and kernels for the rules' slots), no rules
+    from toolkit_core.attribution import composites, rules
+    from toolkit_core.attribution.base import ModifiedBackprop
+    from toolkit_core.catalog import get_info, list_methods
+
+    registered = composites.registered_rules()
+    assert registered == rules.BUILTIN_RULES
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(8, 3)).eval()
+    net.input_range = (0.0, 1.0)
+    seen = set()
+    for name in list_methods("attribution"):
+        cls = get_info(name).cls
+        if not issubclass(cls, ModifiedBackprop):
+            continue
+        assert cls.rules == {}, name
+        resolver = tt.create(name).resolver(net)
+        for mname, module in net.named_modules():
+            if not mname:
+                continue
+            rule = resolver.rule_for(mname, module, frozenset({"first", "first_conv"}) if mname == "0" else frozenset())
+            if rule is not None:
+                assert type(rule).__module__ == "toolkit_core.attribution.rules", (name, mname, rule)
+                seen.add(rule.name)
+                for slot in rule.kernel_slots:  # a plugin's kernel, or the core's PyTorch function
+                    fn = getattr(rule, slot)
+                    given = cls.rule_kernels.get(slot)
+                    assert fn is given if given is not None else fn is getattr(rules, fn.__name__), (name, slot)
+    assert {"gbp_relu", "deconvnet_relu", "rectgrad_relu", "lrp_epsilon", "zplus", "zbox"} <= seen

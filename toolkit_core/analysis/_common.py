@@ -1,11 +1,12 @@
 """Shared plumbing of the analysis measures: argument checks, method resolution, layer tracing,
 block randomization, and the hooks that read (or inject) the relevance flowing backwards.
 
-The relevance hooks work for every attribution method that back-propagates with autograd (plain
-gradients, module backward hooks, custom autograd functions): we read ``d(.)/d a_l`` -- the quantity
-the rule propagates -- at a layer's input with a tensor hook, and replace the quantity arriving at a
-layer's output with a full backward *pre*-hook (which also feeds any backward hook the method itself
-registered on that layer).
+The relevance hooks are the attribution engine's (:mod:`toolkit_core.attribution.probes`); they work
+for every attribution method that back-propagates with autograd (plain gradients, module backward
+hooks, custom autograd functions, the engine's rules): a :class:`Recorder` with ``at="input"`` reads
+``d(.)/d a_l`` -- the quantity the rule propagates -- at a layer's input with a tensor hook, and an
+:class:`Injector` replaces the quantity arriving at a layer's output with a full backward *pre*-hook
+(which also feeds any backward hook the method itself registered on that layer).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import nn
 
 from ..attribution.canonizers import out_of_place
 from ..attribution.inputs import check_input, logits_of, resolve_target
+from ..attribution.probes import INPUT, Injector, Recorder
 from ..methods import AttributionMethod
 from ..modelstate import model_device, preserved
 
@@ -288,83 +290,7 @@ def randomize_(module: nn.Module, generator_seed: int) -> None:
 
 
 # --------------------------------------------------------------------------- relevance hooks
-
-
-class Recorder:
-    """Reads, for the named modules, the input activation ``a`` and the signal ``c = d(.)/d a``.
-
-    With ``root`` (the model) also the model input, under the name :data:`INPUT`.
-
-    Every forward call records the module's first tensor input; when the method's backward reaches that
-    tensor, its incoming quantity is recorded. The last forward whose tensor received a backward wins.
-    """
-
-    def __init__(self, modules: dict[str, nn.Module], root: nn.Module | None = None):
-        self.modules, self.root = modules, root
-        self.acts: dict[str, torch.Tensor] = {}
-        self.rels: dict[str, torch.Tensor] = {}
-        self._handles: list[Any] = []
-
-    def __enter__(self) -> Recorder:
-        for name, m in self.modules.items():
-            self._handles.append(m.register_forward_pre_hook(self._pre(name)))
-        if self.root is not None:
-            self._handles.append(self.root.register_forward_pre_hook(self._pre(INPUT)))
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
-
-    def _pre(self, name: str):
-        def hook(_m, args):
-            if not args or not isinstance(args[0], torch.Tensor):
-                return None
-            a = args[0]
-            if not a.requires_grad:
-                return None
-            act = a.detach().clone()
-
-            def grad_hook(g, act=act):
-                if g is None:  # a rule that writes relevance directly (flat, zB at the input) sends nothing
-                    return None
-                self.acts[name] = act
-                self.rels[name] = g.detach().clone()
-
-            a.register_hook(grad_hook)
-            return None
-
-        return hook
-
-
-class Injector:
-    """Replace the quantity arriving at ``module``'s output during backward by ``relevance``."""
-
-    def __init__(self, module: nn.Module, relevance: torch.Tensor):
-        self.module, self.relevance, self.fired = module, relevance, False
-        self._h = None
-
-    def __enter__(self) -> Injector:
-        def pre(_m, grad_output):
-            if grad_output[0] is not None and grad_output[0].shape != self.relevance.shape:
-                raise ValueError(
-                    f"injected relevance has shape {tuple(self.relevance.shape)} but the layer output has "
-                    f"shape {tuple(grad_output[0].shape)}"
-                )
-            self.fired = True
-            return (self.relevance.to(grad_output[0].dtype if grad_output[0] is not None else torch.float32),
-                    *grad_output[1:])
-
-        self._h = self.module.register_full_backward_pre_hook(pre)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._h is not None:
-            self._h.remove()
-
-
-INPUT = "<input>"
+# Recorder (at="input", root=model) and Injector are the attribution engine's (attribution/probes.py).
 
 
 def relevance_quantity(quantity: str, attribution: torch.Tensor, rec: Recorder, method: Any = None) -> str:

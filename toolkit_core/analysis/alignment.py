@@ -133,7 +133,7 @@ def input_alignment(
     with analysis_state(model):
         t = check_target_cheap(model, x, target)
         layers = param_layers(model, x) if layerwise else []
-        with Recorder(dict(layers), root=model) as rec:
+        with Recorder(dict(layers), at="input", root=model) as rec:
             a = run_method(m.method, model, x, t)
     per_sample = cosine_rows(a, x - base).numpy()
     kind = relevance_quantity(quantity, a, rec, m.method)

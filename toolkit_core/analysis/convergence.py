@@ -92,37 +92,7 @@ class RelevanceInjector(Injector):
     ``r / z`` (0 where ``z = 0``) replaces the incoming one (``z``: the module's output in the last forward)."""
 
     def __init__(self, module: nn.Module, relevance: torch.Tensor):
-        self.z = None
-        super().__init__(module, relevance)
-
-    @property
-    def relevance(self) -> torch.Tensor:  # read by the backward pre-hook, after the forward pass
-        return self._signal() if self.z is not None else self.target
-
-    @relevance.setter
-    def relevance(self, value: torch.Tensor) -> None:
-        self.target = value
-
-    def __enter__(self) -> RelevanceInjector:
-        def keep(_m, _i, out):
-            self.z = out.detach() if isinstance(out, torch.Tensor) else None
-
-        self._fh = self.module.register_forward_hook(keep)
-        super().__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._fh.remove()
-        super().__exit__(*exc)
-
-    def _signal(self):
-        if self.z is None or self.z.shape != self.target.shape:
-            shape = None if self.z is None else tuple(self.z.shape)
-            raise ValueError(f"cannot inject relevance: the layer output has shape {shape}, the relevance "
-                             f"{tuple(self.target.shape)}")
-        from ..attribution.rules import stabilized_divide
-
-        return stabilized_divide(self.target.to(self.z.dtype), self.z, 0.0)
+        super().__init__(module, relevance, kind="relevance")
 
 
 def _method_kind(quantity: str, method: Any, model: nn.Module, x: torch.Tensor, layers: dict) -> str:
@@ -132,7 +102,7 @@ def _method_kind(quantity: str, method: Any, model: nn.Module, x: torch.Tensor, 
     declared = getattr(method, "multiply_input", None)
     if quantity == "auto" and isinstance(declared, bool):
         return "relevance" if declared else "signal"
-    with Recorder(layers, root=model) as rec:
+    with Recorder(layers, at="input", root=model) as rec:
         amap = run_method(method, model, x, 0)
     return relevance_quantity(quantity, amap, rec, method)
 
@@ -210,7 +180,7 @@ def cosine_similarity_convergence(
         for i in range(len(x)):
             xi = x[i : i + 1].expand(n, *x.shape[1:]).contiguous()
             r = torch.randn((n, *out_shape[1:]), generator=g).to(x.device, x.dtype)
-            with Recorder(rec_mods, root=model) as rec, inject(inj_mod, r) as injector:
+            with Recorder(rec_mods, at="input", root=model) as rec, inject(inj_mod, r) as injector:
                 amap = run_method(m.method, model, xi, 0)
             if not injector.fired:
                 raise RuntimeError(

@@ -1,8 +1,14 @@
-"""Base class of the methods built on the modified-backprop engine."""
+"""Base classes of the methods built on the modified-backprop engine.
+
+A method says only what differs from its base: :class:`ActivationMethod` (GBP, deconvnet, RectGrad)
+names its activation rule; :class:`RelevanceMethod` (LRP, DTD) gives the rules of its conv and
+dense layers. The rules themselves are all in :mod:`.rules`; a plugin may hand them fused kernels
+(:attr:`ModifiedBackprop.rule_kernels`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
@@ -12,22 +18,27 @@ from .composites import CompositeResolver
 from .engine import LayerwiseResult, run_engine
 from .rules import BUILTIN_RULES, Rule
 
-__all__ = ["ModifiedBackprop", "ActivationMethod"]
+__all__ = ["ModifiedBackprop", "ActivationMethod", "RelevanceMethod"]
 
 
 class ModifiedBackprop(AttributionMethod):
     """An attribution method defined by a composite of rules (see :mod:`toolkit_core.attribution`).
 
     Subclasses set ``multiply_input`` (``True``: the map is ``x * c(x)``, as for LRP; ``False``:
-    the map is the modified gradient ``c(x)`` itself, as for GBP), may publish named ``rules`` and
-    ``composites`` (looked up by :func:`toolkit_core.attribution.get_rule` / ``get_composite``), and
-    implement :meth:`composite` (the plain-data composite for this instance) and, optionally,
-    :meth:`rule_params` (parameters handed to rules created by name).
+    the map is the modified gradient ``c(x)`` itself, as for GBP), implement :meth:`composite` (what
+    this instance's composite adds to :attr:`base_composite`) and, optionally, :meth:`rule_params`
+    (parameters handed to rules created by name) and :attr:`rule_kernels` (fused kernels for the
+    rules' ``kernel_slots``). A third-party method may publish new rules and composites by name
+    (``rules``, ``composites``); a name registered twice is an error naming both providers.
     """
 
     multiply_input: ClassVar[bool] = True
     rules: ClassVar[dict[str, type[Rule]]] = {}
     composites: ClassVar[dict[str, dict]] = {}
+    #: what every composite of the method falls back to for the layers it does not mention
+    base_composite: ClassVar[dict[Any, Any]] = {}
+    #: kernels for the rules' ``kernel_slots`` (slot name -> a callable with the slot's signature)
+    rule_kernels: ClassVar[Mapping[str, Callable[..., Tensor]]] = {}
     #: products of two input-dependent tensors: "uniform" (AttnLRP's equal split, for methods that
     #: conserve relevance) or "refuse" (an error if relevance reaches one)
     bilinear: ClassVar[str] = "uniform"
@@ -47,11 +58,16 @@ class ModifiedBackprop(AttributionMethod):
             )
         return dict(extra)
 
+    def full_composite(self) -> dict[Any, Any]:
+        """:attr:`base_composite`, then :meth:`composite`, then the user's :meth:`overrides`."""
+        return {**self.base_composite, **self.composite(), **self.overrides()}
+
     def rule_params(self) -> dict[str, Any]:
         return {}
 
     def resolver(self, model: nn.Module) -> CompositeResolver:
-        return CompositeResolver(self.composite(), model, self.rule_params(), {**BUILTIN_RULES, **type(self).rules})
+        return CompositeResolver(self.full_composite(), model, self.rule_params(),
+                                 {**BUILTIN_RULES, **type(self).rules}, kernels=type(self).rule_kernels)
 
     def layerwise(
         self, model: nn.Module, x: Tensor, target: Any = None, record: bool | list[str] | None = True,
@@ -72,7 +88,8 @@ class ModifiedBackprop(AttributionMethod):
 
 class ActivationMethod(ModifiedBackprop):
     """A method that differs from the plain gradient only at activations (GBP, deconvnet, RectGrad):
-    subclasses say only :meth:`activation_rule`; conv, dense and BatchNorm layers take the gradient.
+    subclasses name their rule in :attr:`activation` (a rule of :mod:`.rules`, parameters from
+    :meth:`rule_params`); conv, dense and BatchNorm layers take the gradient.
 
     Activations are ReLU-like (``1[x > 0]``) or gates ``x * s(x)`` (GELU, SiLU, Hardswish, Mish) whose
     ``s`` the rule uses in place of the ReLU mask. Products of two input-dependent tensors other than
@@ -81,10 +98,18 @@ class ActivationMethod(ModifiedBackprop):
 
     multiply_input = False
     bilinear = "refuse"
-
-    def activation_rule(self) -> Rule:  # pragma: no cover - abstract
-        raise NotImplementedError
+    base_composite = {"conv": "gradient", "linear": "gradient", "bn": "gradient"}
+    #: the rule at every activation, by name
+    activation: ClassVar[str] = ""
 
     def composite(self):
-        return {"activation": self.activation_rule(), "conv": "gradient", "linear": "gradient", "bn": "gradient",
-                **self.overrides()}
+        return {"activation": self.activation}
+
+
+class RelevanceMethod(ModifiedBackprop):
+    """A relevance-propagation method (LRP, DTD): the map is ``x * c(x)``; activations pass relevance
+    (gates and attention weights held constant) and a BatchNorm that could not be folded into the layer
+    before it takes LRP-epsilon. Subclasses give the rules of conv and dense layers in :meth:`composite`."""
+
+    multiply_input = True
+    base_composite = {"bn": "lrp_epsilon", "activation": "pass"}

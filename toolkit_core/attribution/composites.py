@@ -135,8 +135,10 @@ def get_composite(name: str) -> dict:
     return dict(found[name])
 
 
-def make_rule(value: Any, params: Mapping[str, Any], rules: Mapping[str, type[Rule]]) -> Rule:
-    """Turn a composite value into a :class:`Rule`; ``params`` fill matching constructor arguments."""
+def make_rule(value: Any, params: Mapping[str, Any], rules: Mapping[str, type[Rule]],
+              kernels: Mapping[str, Callable] | None = None) -> Rule:
+    """Turn a composite value into a :class:`Rule`; ``params`` fill matching constructor arguments and
+    ``kernels`` the rule's kernel slots (:meth:`Rule.with_kernels`; a Rule object is used as given)."""
     if isinstance(value, Rule):
         return value
     own: dict[str, Any] = {}
@@ -164,7 +166,8 @@ def make_rule(value: Any, params: Mapping[str, Any], rules: Mapping[str, type[Ru
         raise TypeError(f"rule {cls.name} got unknown parameters {sorted(unknown)}; it accepts {sorted(accepted)}")
     kwargs = {k: v for k, v in params.items() if k in accepted and v is not None}
     kwargs.update(own)
-    return cls(**kwargs)
+    rule = cls(**kwargs)
+    return rule.with_kernels(kernels) if kernels else rule
 
 
 # --------------------------------------------------------------------------- resolution
@@ -175,13 +178,14 @@ class CompositeResolver:
 
     def __init__(
         self, composite: Mapping[Any, Any], model: nn.Module, params: Mapping[str, Any] | None = None,
-        rules: Mapping[str, type[Rule]] | None = None,
+        rules: Mapping[str, type[Rule]] | None = None, kernels: Mapping[str, Callable] | None = None,
     ):
         if not isinstance(composite, Mapping):
             raise TypeError(f"a composite must be a dict mapping layers to rules, got {type(composite).__name__}")
         self.composite = dict(composite)
         self.params = dict(params or {})
         self.rules = dict(rules) if rules is not None else registered_rules()
+        self.kernels = dict(kernels or {})
         for key in self.composite:
             if isinstance(key, str) and key not in GROUPS and key not in POSITIONS and key != "default":
                 names = dict(model.named_modules())
@@ -217,7 +221,7 @@ class CompositeResolver:
             return None
         key = value if isinstance(value, str) else id(value)
         if key not in self._cache:
-            self._cache[key] = make_rule(value, self.params, self.rules)
+            self._cache[key] = make_rule(value, self.params, self.rules, self.kernels)
         return self._cache[key]
 
 

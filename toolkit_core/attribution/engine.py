@@ -41,6 +41,7 @@ from .composites import PASS_THROUGH, POOLS
 from .inputs import logits_of, resolve_target
 from .layers import BN_TYPES, CONV_TYPES, ConvLayer, DenseLayer, InputFolded, LinearLayer, make_layer
 from .ops import OpWatcher, UnsupportedModelError
+from .probes import Injector, Recorder
 from .rules import MAX_POOL_DIMS, Gradient, Rule, WinnerTakesAll, stabilized_divide
 
 __all__ = ["UnsupportedModelError", "UnsupportedLayerError", "NonFiniteRelevanceError", "LayerwiseResult",
@@ -191,6 +192,8 @@ class _Engine:
         self.input_range = getattr(model, "input_range", None)
         self.check_finite = False
         self.handles: list = []
+        self.recorder: Recorder | None = None
+        self.injector: Injector | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -201,9 +204,10 @@ class _Engine:
         self.path: list[str] = []
         self._frames: list[tuple[bool, Any]] = []
         self._pending: dict[int, tuple[weakref.ref, _DeferredNode, str]] = {}
-        self._calls: dict[str, int] = {}
-        self._recorded: list[tuple[str, Tensor, dict]] = []
-        self._injected: dict[str, Tensor] = {}
+        if self.recorder is not None:
+            self.recorder.clear()
+        if self.injector is not None:
+            self.injector.reset()
         self.seen_linear = self.seen_conv = False
         self.watcher = OpWatcher(self)
 
@@ -285,13 +289,18 @@ class _Engine:
         for module in modules.values():
             if isinstance(module, GATE_MODULES):
                 self.handles.append(module.register_forward_hook(lambda m, a, out: self.watcher.mark_gate(out)))
+        # after the rule hooks: the recorder and the injector see the outputs the backward pass goes through
         if name_list := self._record_names(modules):
-            for name in name_list:
-                self.handles.append(modules[name].register_forward_hook(self._make_recorder(name)))
-        for name in self.inject:
+            self.recorder = Recorder({name: modules[name] for name in name_list}, at="output")
+            self.recorder.attach(self.handles)
+        if self.inject:
+            if len(self.inject) != 1:
+                raise ValueError("inject takes exactly one {layer name: tensor} entry")
+            (name, value), = self.inject.items()
             if name not in modules:
                 raise KeyError(f"inject: the model has no layer named {name!r}")
-            self.handles.append(modules[name].register_forward_hook(self._make_injector(name)))
+            self.injector = Injector(modules[name], value, self.inject_kind, replace_gradient=False)
+            self.injector.attach(self.handles)
         self.names = names
         for module in modules.values():  # last of all: leave the module after every other hook ran
             self.handles.append(module.register_forward_hook(self._post_hook))
@@ -444,31 +453,6 @@ class _Engine:
         that keeps less than the rule state of the output's size (the model input is kept anyway)."""
         return self.low_memory and (is_input or a.numel() < out.numel())
 
-    def _key(self, name: str) -> str:
-        i = self._calls.get(name, 0)
-        self._calls[name] = i + 1
-        return name if i == 0 else f"{name}:{i}"
-
-    def _make_recorder(self, name: str) -> Callable:
-        def hook(module, args, out):
-            if not isinstance(out, Tensor) or not out.requires_grad:
-                return None
-            key, box = self._key(name), {}
-            self._recorded.append((key, out.detach().clone(), box))
-            out.register_hook(lambda g: box.__setitem__("c", g))
-            return None
-
-        return hook
-
-    def _make_injector(self, name: str) -> Callable:
-        def hook(module, args, out):
-            if name not in self._injected and isinstance(out, Tensor):
-                self._injected[name] = out
-                return out.clone()  # later in-place ops (ReLU) must not rewrite the injection point
-            return None
-
-        return hook
-
     # ----------------------------------------------------------------- functional ops (called by the watcher)
 
     def where(self) -> str:
@@ -586,19 +570,17 @@ class _Engine:
                 self.active = False
             t = resolve_target(target, logits)
             self._pending.clear()
-            if self.inject:
-                if len(self.inject) != 1:
-                    raise ValueError("inject takes exactly one {layer name: tensor} entry")
+            if self.injector is not None:
                 (name, value), = self.inject.items()
-                out = self._injected.get(name)
+                out = self.injector.output
                 if out is None or not out.requires_grad:
                     raise ValueError(f"inject: layer {name!r} was not reached by the forward pass or ignores x")
-                value = torch.as_tensor(value, dtype=out.dtype, device=out.device)
-                if value.shape != out.shape:
+                if tuple(torch.as_tensor(value).shape) != tuple(out.shape):
                     raise ValueError(
-                        f"inject: layer {name!r} has output shape {tuple(out.shape)}, got {tuple(value.shape)}"
+                        f"inject: layer {name!r} has output shape {tuple(out.shape)}, got "
+                        f"{tuple(torch.as_tensor(value).shape)}"
                     )
-                seed = value if self.inject_kind == "signal" else stabilized_divide(value, out.detach(), 0.0)
+                seed = self.injector.seed(out.dtype)
                 root = out
             else:
                 root = logits
@@ -609,8 +591,7 @@ class _Engine:
         if self.direct is not None:
             attribution = attribution + self.direct
         result = LayerwiseResult(attribution=attribution.detach(), logits=logits.detach(), target=t)
-        for key, z, box in self._recorded:
-            g = box.get("c")
+        for key, z, g in self.recorder.calls() if self.recorder is not None else ():
             if g is None:
                 g = torch.zeros_like(z)
             result.signal[key] = g

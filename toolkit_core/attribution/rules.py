@@ -32,23 +32,28 @@ reads the model input, else converts it to the signal ``R_in / a``.
 
 Activation rules (GBP, deconvnet, RectGrad) subclass :class:`ActivationRule` and map the incoming
 gradient at an activation's output to the gradient at its input.
+
+Every rule the toolkit ships is defined here (:data:`BUILTIN_RULES`); plugins say which rules their
+method uses (a composite) and may hand a rule a fused kernel for one of its ``kernel_slots``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from .layers import add_bias, bias_view
+from .selection import rectify
 
 __all__ = [
     "GATES", "RELUS", "gate_value",
     "Rule", "LinearRule", "ActivationRule", "Gradient", "Pass", "Epsilon", "LRP0", "Gamma", "ZPlus", "AlphaBeta",
     "Flat", "WSquare", "ZBox", "WinnerTakesAll", "MAX_POOL_DIMS", "masked", "stabilize", "stabilized_divide",
-    "BUILTIN_RULES",
+    "GuidedReLU", "DeconvReLU", "RectifiedReLU", "guided_relu_grad", "nonnegative", "BUILTIN_RULES",
 ]
 
 
@@ -96,6 +101,17 @@ class Rule:
 
     name: ClassVar[str] = "rule"
     produces_relevance: ClassVar[bool] = False
+    #: names of the rule's elementwise steps that a method may replace with a kernel of the same
+    #: signature and result (a fused Triton version); the defaults are this module's PyTorch functions
+    kernel_slots: ClassVar[tuple[str, ...]] = ()
+
+    def with_kernels(self, kernels: Mapping[str, Callable[..., Tensor]]) -> Rule:
+        """Use ``kernels[slot]`` for each of :attr:`kernel_slots` given (e.g. the lrp plugin's fused
+        ``divide``); returns ``self``. The engine's methods pass theirs (``ModifiedBackprop.rule_kernels``)."""
+        for slot in self.kernel_slots:
+            if slot in kernels:
+                setattr(self, slot, kernels[slot])
+        return self
 
     def forward(self, layer: Any, a: Tensor, z: Tensor) -> Any:
         return None
@@ -109,7 +125,7 @@ class Rule:
         return False
 
     def __repr__(self) -> str:
-        params = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        params = {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in self.kernel_slots}
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
 
 
@@ -126,6 +142,7 @@ class LinearRule(Rule):
     epsilon: float = 1e-6
     use_bias: bool = True
     modifies_weight: ClassVar[bool] = True
+    kernel_slots = ("divide",)
     divide = staticmethod(stabilized_divide)
 
     def weight(self, w: Tensor) -> Tensor:
@@ -164,6 +181,11 @@ class LRP0(Epsilon):
         self.epsilon = 0.0
 
 
+def nonnegative(a: Tensor) -> bool:
+    """``a >= 0`` everywhere (one reduction, no boolean temporary; NaN counts as negative)."""
+    return a.numel() == 0 or bool(a.min() >= 0)
+
+
 def _pos_neg(w: Tensor) -> tuple[Tensor, Tensor]:
     return w.clamp(min=0), w.clamp(max=0)
 
@@ -178,6 +200,7 @@ class _SignAware(Rule):
     (modified) bias takes part in the denominator (``use_bias=False`` leaves it out).
     """
 
+    kernel_slots = ("divide",)
     divide = staticmethod(stabilized_divide)
 
     def _bias(self, layer, part: Tensor | None) -> Tensor | None:
@@ -198,7 +221,7 @@ class ZPlus(_SignAware):
     def forward(self, layer, a, z):
         wp = layer.weight.clamp(min=0)
         bp = self._bias(layer, None if layer.bias is None else layer.bias.clamp(min=0))
-        if bool((a >= 0).all()):
+        if nonnegative(a):
             return self.divide(z, layer.forward(a, wp, bp), self.epsilon), None
         wn = layer.weight.clamp(max=0)
         den = layer.forward(a.clamp(min=0), wp, bp) + layer.forward(a.clamp(max=0), wn, None)
@@ -231,24 +254,23 @@ class Gamma(_SignAware):
         w, gam = layer.weight, self.gamma
         b = layer.bias if self.use_bias else None
         up = z > 0
-        if bool((a >= 0).all()):
-            wp = w.clamp(min=0)
-            zw = layer.unbias(z)  # a W
-            zp = layer.forward(a, wp, None)  # a W+
-            # z > 0: a (W + gamma W+) = zw + gamma zp;  z < 0: a (W + gamma W-) = zw + gamma (zw - zp)
-            den = torch.where(up, zp, zw - zp).mul_(gam).add_(zw)
+        # base = a W + b (or a W without the bias); q = a W+ + b+ (the part gamma scales for z > 0)
+        base = z if b is not None or layer.bias is None else layer.unbias(z)
+        if nonnegative(a):
+            q = layer.forward(a, w.clamp(min=0), None)
             pos = None
         else:
             ap, an = a.clamp(min=0), a.clamp(max=0)
             wp = w.clamp(min=0)
-            pw, pp, nw, np_ = (layer.forward(ap, w, None), layer.forward(ap, wp, None),
-                               layer.forward(an, w, None), layer.forward(an, wp, None))
-            # a+ (w + gamma w+) + a- (w + gamma w-)  and  a+ (w + gamma w-) + a- (w + gamma w+)
-            den = torch.where(up, pp + nw - np_, pw - pp + np_).mul_(gam).add_(pw + nw)
+            pw, pp, np_ = layer.forward(ap, w, None), layer.forward(ap, wp, None), layer.forward(an, wp, None)
+            # a+ W+ + a- W- = a+ W+ + (a W - a+ W) - a- W+
+            q = pp + layer.unbias(z) - pw - np_
             pos = a >= 0
-        if b is not None:  # b + gamma b+ for z > 0, b + gamma b- for z < 0
-            den = den + bias_view(b, z) + gam * torch.where(up, bias_view(b.clamp(min=0), z),
-                                                            bias_view(b.clamp(max=0), z))
+        if b is not None:
+            q = q.add_(bias_view(b.clamp(min=0), z))
+        # z > 0: base + gamma q;  z < 0: base + gamma (base - q), the same rule with w- (and b-) for w+
+        # (for a >= 0: a (W + gamma W-) + b + gamma b- = z + gamma (z - a W+ - b+))
+        den = torch.where(up, q, base - q).mul_(gam).add_(base)
         return self.divide(z, den, self.epsilon), up, pos
 
     def backward(self, layer, state, g):
@@ -256,8 +278,12 @@ class Gamma(_SignAware):
         w, gam = layer.weight, self.gamma
         wp = w.clamp(min=0)
         s = g * ratio
-        sp = masked(s, up)
-        sn = s - sp
+        sn = s.masked_fill(up, 0.0)  # the signal at outputs z <= 0
+        if pos is None and not bool(sn.any()):
+            # nothing arrives where z <= 0 (the layer feeds a ReLU, directly or through a BatchNorm):
+            # one transposed map with W + gamma W+
+            return layer.backward(s, w + gam * wp)
+        sp = s - sn
         # (w + gamma w+)^T sp + (w + gamma w-)^T sn, with w- = w - w+
         on_pos = layer.backward(sn.mul(gam).add_(s), w) + gam * layer.backward(sp - sn, wp)
         if pos is None:
@@ -288,7 +314,7 @@ class AlphaBeta(_SignAware):
         b = layer.bias
         bp = self._bias(layer, None if b is None else b.clamp(min=0))
         bn = self._bias(layer, None if b is None else b.clamp(max=0))
-        nonneg = bool((a >= 0).all())
+        nonneg = nonnegative(a)
         if nonneg:
             p = layer.forward(a, wp, None)
             zp, zn = add_bias(p, bp), add_bias(layer.unbias(z) - p, bn)
@@ -348,6 +374,7 @@ class ZBox(Rule):
 
     name = "zbox"
     produces_relevance = True
+    kernel_slots = ("divide",)
     divide = staticmethod(stabilized_divide)
 
     def __init__(self, low: float | Tensor | None = None, high: float | Tensor | None = None, epsilon: float = 1e-6):
@@ -486,9 +513,90 @@ class ActivationRule(Rule):
         return mask
 
 
-#: rules the core ships (plugins add theirs through their method classes' ``rules``).
+def guided_relu_grad(g: Tensor, mask: Tensor) -> Tensor:
+    """``where(mask, max(g, 0), 0)`` (GBP's step at a ReLU); ``mask`` is boolean. Written as a
+    product with the mask viewed as bytes: much faster than ``torch.where`` on the CPU."""
+    return g.clamp(min=0).mul_(mask.view(torch.uint8))
+
+
+class GuidedReLU(ActivationRule):
+    """Guided backpropagation (Springenberg et al. 2015): ``R_in = 1[z > 0] * max(R_out, 0)`` at a
+    ReLU (``1[0 < z < 6]`` at a ReLU6/Hardtanh).
+
+    At a gate ``f(z) = z s(z)`` (GELU, SiLU, Hardswish, Mish) the ReLU's mask ``1[z > 0] = s(z)`` is
+    replaced by the gate: ``R_in = s(z) * max(R_out, 0)``; for a ReLU this is the rule above.
+    Kernel slot ``guided_relu_grad`` (the mask step on boolean masks).
+    """
+
+    name = "gbp_relu"
+    supports = (*RELUS, *GATES)
+    kernel_slots = ("guided_relu_grad",)
+    guided_relu_grad = staticmethod(guided_relu_grad)
+
+    def forward(self, layer, a, z):
+        return self.active(layer, a, z)
+
+    def keeps_inplace(self, module: torch.nn.Module) -> bool:
+        return isinstance(module, RELUS)  # the mask is the same computed from the input or from the output
+
+    def backward(self, layer, mask, g):
+        if mask.dtype != torch.bool:
+            return g.clamp(min=0) * mask
+        return self.guided_relu_grad(g, mask)
+
+
+class DeconvReLU(ActivationRule):
+    """DeconvNet (Zeiler & Fergus 2014): ``R_in = max(R_out, 0)`` at a ReLU; the forward activation
+    pattern is ignored (at a gate ``z s(z)`` too: the gate is the forward pattern)."""
+
+    name = "deconvnet_relu"
+    supports = (*RELUS, *GATES)
+
+    def backward(self, layer, state, g):
+        return g.clamp(min=0)
+
+    def keeps_inplace(self, module: torch.nn.Module) -> bool:
+        return True  # needs nothing from the forward pass
+
+
+class RectifiedReLU(ActivationRule):
+    """Rectified gradient (Kim et al. 2019): ``R_in = 1[a * R_out > tau] * R_out`` at a ReLU, ``tau``
+    the ``q``-th percentile of ``a * R_out`` per sample (``a``: the ReLU's output, its activation).
+
+    Kernel slot ``rectify`` (:func:`.selection.rectify`: the product, the per-sample selection and
+    the mask).
+    """
+
+    name = "rectgrad_relu"
+    kernel_slots = ("rectify",)
+    rectify = staticmethod(rectify)
+
+    def __init__(self, q: float = 98.0):
+        if not 0 <= q <= 100:
+            raise ValueError(f"q is a percentile and must lie in [0, 100], got {q}")
+        self.q = float(q)
+
+    def forward(self, layer, a, z):
+        return z, z._version  # the activation (the output, also when the layer runs in place)
+
+    def backward(self, layer, state, g):
+        act, version = state
+        if act._version != version:
+            raise RuntimeError(
+                f"rectgrad: the output of {type(layer).__name__} was modified in place after the forward pass; "
+                "make the operation after it out of place"
+            )
+        return self.rectify(act, g, self.q)
+
+    def keeps_inplace(self, module: torch.nn.Module) -> bool:
+        return True
+
+
+#: every rule the toolkit ships, by name (a third-party plugin may add rules through its method
+#: classes' ``rules``; :func:`.composites.registered_rules` rejects a name registered twice)
 BUILTIN_RULES: dict[str, type[Rule]] = {
     "gradient": Gradient, "pass": Pass, "lrp_0": LRP0, "lrp_epsilon": Epsilon, "lrp_gamma": Gamma,
     "zplus": ZPlus, "lrp_zplus": ZPlus, "lrp_alpha_beta": AlphaBeta, "lrp_flat": Flat, "lrp_wsquare": WSquare,
     "zbox": ZBox, "lrp_zbox": ZBox,
+    "gbp_relu": GuidedReLU, "deconvnet_relu": DeconvReLU, "rectgrad_relu": RectifiedReLU,
 }

@@ -1,25 +1,9 @@
-"""DeconvNet on the modified-backprop engine."""
+"""DeconvNet on the modified-backprop engine: the rule is the core's ``deconvnet_relu``
+(:class:`toolkit_core.attribution.rules.DeconvReLU`)."""
 
 from __future__ import annotations
 
-from torch import nn
-
 from toolkit_core.attribution.base import ActivationMethod
-from toolkit_core.attribution.rules import GATES, RELUS, ActivationRule
-
-
-class DeconvReLU(ActivationRule):
-    """``R_in = max(R_out, 0)`` at a ReLU: the forward activation pattern is ignored (at a gate
-    ``z s(z)`` too: the gate is the forward pattern)."""
-
-    name = "deconvnet_relu"
-    supports = (*RELUS, *GATES)
-
-    def backward(self, layer, state, g):
-        return g.clamp(min=0)
-
-    def keeps_inplace(self, module: nn.Module) -> bool:
-        return True  # needs nothing from the forward pass
 
 
 class DeconvNet(ActivationMethod):
@@ -31,10 +15,7 @@ class DeconvNet(ActivationMethod):
     name = "deconvnet"
     summary = "DeconvNet: ReLU backward passes the positive signal, ignoring the forward mask."
     citation = "arXiv:1311.2901"
-    rules = {"deconvnet_relu": DeconvReLU}
+    activation = "deconvnet_relu"
 
     def __init__(self, composite: dict | None = None):
         self.composite_override = composite
-
-    def activation_rule(self):
-        return DeconvReLU()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from toolkit_core.attribution.base import ModifiedBackprop
+from toolkit_core.attribution.base import RelevanceMethod
 
 
-class DTD(ModifiedBackprop):
+class DTD(RelevanceMethod):
     """Deep Taylor decomposition (Montavon et al. 2017).
 
     Hidden layers (``a >= 0``): ``R_j = sum_k a_j w_jk+ / sum_j a_j w_jk+ R_k`` (z+). First layer,
@@ -18,7 +18,6 @@ class DTD(ModifiedBackprop):
     name = "dtd"
     summary = "Deep Taylor decomposition: z+ on hidden layers, zB (box-constrained) on the first layer."
     citation = "arXiv:1512.02479"
-    multiply_input = True
 
     def __init__(
         self, low: float | None = None, high: float | None = None, epsilon: float = 1e-6, low_memory: bool = False,
@@ -32,8 +31,7 @@ class DTD(ModifiedBackprop):
         self.composite_override = composite
 
     def composite(self):
-        return {"first": "zbox", "conv": "zplus", "linear": "zplus", "bn": "lrp_epsilon", "activation": "pass",
-                **self.overrides()}
+        return {"first": "zbox", "conv": "zplus", "linear": "zplus"}
 
     def rule_params(self):
         return {"low": self.low, "high": self.high, "epsilon": self.epsilon}

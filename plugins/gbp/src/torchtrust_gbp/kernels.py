@@ -1,13 +1,16 @@
-"""The plugin's op: ``out = where(mask, max(g, 0), 0)`` (reference in PyTorch, Triton kernel for CUDA)."""
+"""The plugin's op: ``out = where(mask, max(g, 0), 0)``, the step of the core rule
+:class:`~toolkit_core.attribution.rules.GuidedReLU` (reference: the core's PyTorch function; Triton
+kernel for CUDA, one pass instead of two)."""
 
 import torch
 from torch import Tensor
 
 from toolkit_core import kernels
+from toolkit_core.attribution.rules import guided_relu_grad as _core_guided
 
 
 def _guided_relu_grad(g: Tensor, mask: Tensor) -> Tensor:
-    return g.clamp(min=0).mul_(mask.view(torch.uint8))  # much faster than torch.where on the CPU
+    return _core_guided(g, mask)
 
 
 def _examples(dtype: torch.dtype, device: str) -> list[tuple[Tensor, Tensor]]:

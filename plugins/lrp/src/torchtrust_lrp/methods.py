@@ -1,28 +1,15 @@
-"""LRP rules (kernel-backed versions of the core rules), composites and the ``lrp`` method."""
+"""LRP's composites and the ``lrp`` method; its rules are the core's (:mod:`toolkit_core.attribution.rules`),
+which this plugin hands its fused division kernel."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from toolkit_core.attribution import rules as core
-from toolkit_core.attribution.base import ModifiedBackprop
+from toolkit_core.attribution.base import RelevanceMethod
 from toolkit_core.methods import Scale
 
 from .kernels import stabilized_divide
-
-
-def _kernel_backed(cls: type[core.Rule]) -> type[core.Rule]:
-    """The core rule ``cls`` dividing with this plugin's fused ``stabilized_divide`` kernel."""
-    return type(cls.__name__, (cls,), {
-        "divide": staticmethod(stabilized_divide), "__doc__": cls.__doc__, "__module__": __name__,
-    })
-
-
-#: the core's LRP rules with the fused division kernel (same names: these are what ``lrp`` uses)
-KERNEL_BACKED: dict[str, type[core.Rule]] = {
-    name: _kernel_backed(cls) for name, cls in core.BUILTIN_RULES.items()
-    if name.startswith("lrp_") or name in ("zplus", "zbox")
-}
 
 #: composites are plain data: keys are layer names, positions, classes or groups (see composites.py)
 COMPOSITES: dict[str, dict] = {
@@ -34,11 +21,14 @@ COMPOSITES: dict[str, dict] = {
     "epsilon_alpha2_beta1": {"conv": ("lrp_alpha_beta", {"alpha": 2.0, "beta": 1.0}), "linear": "lrp_epsilon"},
 }
 
+#: the core's rules ``rule=`` may name (every rule but the activation rules of GBP, deconvnet, RectGrad)
+LAYER_RULES = sorted(n for n, c in core.BUILTIN_RULES.items() if not issubclass(c, core.ActivationRule))
+
 #: what every LRP composite falls back to for layers it does not mention
-DEFAULTS: dict[str, Any] = {"bn": "lrp_epsilon", "activation": "pass"}
+DEFAULTS: dict[str, Any] = dict(RelevanceMethod.base_composite)
 
 
-class LRP(ModifiedBackprop):
+class LRP(RelevanceMethod):
     """Layer-wise relevance propagation (Bach et al. 2015) with per-layer rules.
 
     ``R_j = sum_k a_j w_jk / (z_k + eps sign z_k) R_k`` (epsilon) and its variants (gamma,
@@ -59,8 +49,9 @@ class LRP(ModifiedBackprop):
     summary = "Layer-wise relevance propagation with per-layer rules and composites (epsilon, gamma, z+...)."
     citation = "doi:10.1371/journal.pone.0130140"
     kernels = ("torchtrust_lrp::stabilized_divide",)
-    multiply_input = True
     composites = COMPOSITES
+    #: every rule with a ``divide`` slot (epsilon, gamma, z+, alpha-beta, flat, w^2, zB) uses the fused kernel
+    rule_kernels = {"divide": stabilized_divide}
 
     @classmethod
     def experiment_variants(cls, scale: Scale) -> list[dict[str, Any]]:
@@ -89,8 +80,8 @@ class LRP(ModifiedBackprop):
                     f"lrp: unknown composite {composite!r}; choose one of {', '.join(sorted(COMPOSITES))} "
                     "or pass a dict mapping layers to rules"
                 )
-        if rule not in core.BUILTIN_RULES:
-            raise ValueError(f"lrp: unknown rule {rule!r}; choose one of {', '.join(sorted(core.BUILTIN_RULES))}")
+        if rule not in LAYER_RULES:
+            raise ValueError(f"lrp: unknown rule {rule!r}; choose one of {', '.join(sorted(LAYER_RULES))}")
         if epsilon < 0:
             raise ValueError(f"lrp: epsilon must be >= 0, got {epsilon}")
         self.composite_spec, self.rule = composite, rule
@@ -100,21 +91,15 @@ class LRP(ModifiedBackprop):
     def composite(self):
         spec = self.composite_spec
         if spec is None:
-            spec = {"conv": self.rule, "linear": self.rule}
-        elif isinstance(spec, str):
+            return {"conv": self.rule, "linear": self.rule}
+        if isinstance(spec, str):
             if spec in COMPOSITES:
-                spec = COMPOSITES[spec]
-            else:
-                from toolkit_core.attribution.composites import get_composite
+                return COMPOSITES[spec]
+            from toolkit_core.attribution.composites import get_composite
 
-                spec = get_composite(spec)
-        return {**DEFAULTS, **spec}
+            return get_composite(spec)
+        return spec
 
     def rule_params(self):
         return {"epsilon": self.epsilon, "gamma": self.gamma, "alpha": self.alpha, "beta": self.beta,
                 "low": self.low, "high": self.high, "use_bias": self.use_bias}
-
-    def resolver(self, model):
-        from toolkit_core.attribution.composites import CompositeResolver
-
-        return CompositeResolver(self.composite(), model, self.rule_params(), {**core.BUILTIN_RULES, **KERNEL_BACKED})

@@ -1,42 +1,11 @@
-"""RectGrad on the modified-backprop engine."""
+"""RectGrad on the modified-backprop engine: the rule is the core's ``rectgrad_relu``
+(:class:`toolkit_core.attribution.rules.RectifiedReLU`); this plugin adds its fused kernel."""
 
 from __future__ import annotations
 
-from torch import nn
-
 from toolkit_core.attribution.base import ActivationMethod
-from toolkit_core.attribution.rules import ActivationRule
 
 from .kernels import rectify
-
-
-class RectifiedReLU(ActivationRule):
-    """``R_in = 1[a * R_out > tau] * R_out``, ``tau`` = q-th percentile of ``a * R_out`` per sample.
-
-    ``a`` is the ReLU's output (its activation).
-    """
-
-    name = "rectgrad_relu"
-
-    def __init__(self, q: float = 98.0):
-        if not 0 <= q <= 100:
-            raise ValueError(f"q is a percentile and must lie in [0, 100], got {q}")
-        self.q = float(q)
-
-    def forward(self, layer, a, z):
-        return z, z._version  # the activation (the output, also when the layer runs in place)
-
-    def backward(self, layer, state, g):
-        act, version = state
-        if act._version != version:
-            raise RuntimeError(
-                f"rectgrad: the output of {type(layer).__name__} was modified in place after the forward pass; "
-                "make the operation after it out of place"
-            )
-        return rectify(act, g, self.q)
-
-    def keeps_inplace(self, module: nn.Module) -> bool:
-        return True
 
 
 class RectGrad(ActivationMethod):
@@ -51,7 +20,8 @@ class RectGrad(ActivationMethod):
     citation = "arXiv:1902.04893"
     kernels = ("torchtrust_rectgrad::rectify",)
     multiply_input = True
-    rules = {"rectgrad_relu": RectifiedReLU}
+    activation = "rectgrad_relu"
+    rule_kernels = {"rectify": rectify}
 
     def __init__(self, q: float = 98.0, composite: dict | None = None):
         if not 0 <= q <= 100:
@@ -59,5 +29,5 @@ class RectGrad(ActivationMethod):
         self.q = q
         self.composite_override = composite
 
-    def activation_rule(self):
-        return RectifiedReLU(self.q)
+    def rule_params(self):
+        return {"q": self.q}
