@@ -16,6 +16,12 @@ Zennit runs with its torchvision canonizers (VGGCanonizer merges BatchNorm; ResN
 and routes the residual sum through its Norm rule) and its stock composites: GuidedBackprop, DeconvNet,
 a layer map with Epsilon (resp. ZPlus) on every conv and dense layer, EpsilonPlusFlat,
 EpsilonGammaBox(low=0, high=1), EpsilonAlpha2Beta1.
+
+``--bn-eps 0`` sets every BatchNorm's eps to 0: Zennit's canonizer leaves each merged BatchNorm as
+``x / sqrt(1 + eps)`` (it resets the statistics and the affine parameters, not eps), so with
+torchvision's ``eps = 1e-5`` its canonized model scales every activation after a BatchNorm by
+``1 - 5e-6`` while the next layer's bias is not scaled; near-zero pre-activations and near-tied max
+pools then differ from the model's own. With ``eps = 0`` the two are the same function.
 """
 
 from __future__ import annotations
@@ -95,7 +101,7 @@ def _median_time(fn, repeats):
     return statistics.median(times)
 
 
-def run(models, size, batch, repeats, methods=tuple(OURS)) -> list[dict]:
+def run(models, size, batch, repeats, methods=tuple(OURS), bn_eps: float | None = None) -> list[dict]:
     rows = []
     for name in models:
         torch.manual_seed(0)
@@ -105,6 +111,8 @@ def run(models, size, batch, repeats, methods=tuple(OURS)) -> list[dict]:
                 with torch.no_grad():
                     m.running_mean.uniform_(-0.1, 0.1)
                     m.running_var.uniform_(0.5, 1.5)
+                if bn_eps is not None:
+                    m.eps = bn_eps
         x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
             target = model(x).argmax(1)
@@ -130,9 +138,13 @@ def main() -> None:
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--methods", nargs="+", default=list(OURS), choices=list(OURS))
+    p.add_argument("--bn-eps", type=float, default=None,
+                   help="set every BatchNorm's eps (default: torchvision's 1e-5). Zennit's merged BatchNorm "
+                        "computes x / sqrt(1 + eps), not the identity; with 0 both libraries compute the same function")
     args = p.parse_args()
     torch.set_num_threads(1)
-    run(args.models, args.size, args.batch, args.repeats)
+    run(args.models, args.size, args.batch, args.repeats, tuple(args.methods), args.bn_eps)
 
 
 if __name__ == "__main__":
