@@ -113,6 +113,47 @@ def test_plain_cross_entropy_and_eval_metrics():
     assert set(hist.to_dict()["epochs"][0]) >= {"loss", "clean_acc", "eval_clean_acc", "eval_adv_acc", "time_s"}
 
 
+class HalvingCE(Defense):
+    """Plain cross-entropy whose ``end_epoch`` records what it is given and sets the next epoch's lr."""
+
+    name = "halving_ce_test"
+    summary = "test defense"
+    citation = "none"
+
+    def __init__(self, next_lr: list[float]):
+        self.next_lr = list(next_lr)
+        self.seen: list[tuple[int, int, dict, float]] = []
+
+    def loss(self, model, x, y):
+        logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        return loss, {"loss": float(loss.detach()), "clean_acc": float((logits.argmax(1) == y).float().mean())}
+
+    def end_epoch(self, epoch, epochs, metrics, optimizer):
+        self.seen.append((epoch, epochs, dict(metrics), optimizer.param_groups[0]["lr"]))
+        for group in optimizer.param_groups:
+            group["lr"] = self.next_lr[epoch]
+        return {"lr_next": self.next_lr[epoch]}
+
+
+def test_end_epoch_hook_sees_validation_metrics_and_sets_the_learning_rate():
+    data, (xt, yt) = _data(), load_digits(8, "test").tensors
+    defense = HalvingCE([0.05, 0.0, 0.0])
+    model = _model()
+    snapshots = []
+    hist = fit(model, data, defense, epochs=3, batch_size=32, optimizer="sgd", lr=0.1, progress=False,
+               eval_data=(xt, yt), on_batch_end=lambda e, b, logs: snapshots.append((e, _params(model))))
+    assert [(e, n) for e, n, _, _ in defense.seen] == [(0, 3), (1, 3), (2, 3)]
+    assert [lr for *_, lr in defense.seen] == [0.1, 0.05, 0.0]  # the lr the hook set is the one the next epoch used
+    for (epoch, _, metrics, _), row in zip(defense.seen, hist.to_dict()["epochs"]):
+        assert metrics["epoch"] == epoch and metrics["eval_clean_acc"] == row["eval_clean_acc"]
+        assert metrics["loss"] == row["loss"] and "time_s" not in metrics
+    assert hist["lr_next"] == [0.05, 0.0, 0.0]  # the returned mapping lands in the history
+    # with lr 0 the SGD step p -= lr * v changes nothing: epoch 3 leaves the weights where epoch 2 ended
+    last_of_epoch_2 = [p for e, p in snapshots if e == 1][-1]
+    _assert_equal(_params(model), last_of_epoch_2)
+
+
 def test_bad_arguments_are_explained():
     with pytest.raises(ValueError, match="epochs"):
         fit(_model(), _data(), epochs=0)

@@ -414,6 +414,21 @@ class Defense(Method):
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Hook for schedules; ``epoch`` counts from 0."""
 
+    def end_epoch(self, epoch: int, epochs: int, metrics: Mapping[str, float], optimizer) -> Mapping[str, float] | None:
+        """Hook after every epoch of ``fit``, for schedules that react to how training went.
+
+        ``metrics`` is the epoch's history row so far (a copy): the training logs averaged over the
+        epoch and over ranks (``loss``, ``clean_acc``, ``adv_acc``, ...) and, when ``fit`` was given
+        ``eval_data``, the validation accuracies ``eval_clean_acc`` / ``eval_adv_acc``. ``optimizer`` is
+        the ``torch.optim.Optimizer`` ``fit`` steps; the hook may change its ``param_groups[i]["lr"]``
+        (e.g. an accuracy-driven learning-rate schedule); the optimizer's state, and so the new learning
+        rate, is saved in ``fit``'s checkpoint. Every rank gets the same ``metrics``, so every rank takes
+        the same decision. A returned mapping of floats is added to the history row (e.g. ``{"lr": ...}``).
+        Runs after ``start_epoch`` and the epoch's batches, before the epoch's checkpoint, so state the
+        defense keeps in :attr:`~Method.state_attributes` is saved with the epoch. Default: nothing.
+        """
+        return None
+
 
 class Prior(Method):
     """A generative prior: ``fit(X)``, ``sample(n) -> (n, dim)``, ``codes`` and ``dim``.
@@ -550,7 +565,7 @@ class Detector(Method):
         super().__init_subclass__(**kwargs)
         _guard_methods(cls, ("fit", "score"))
 
-#: Kind name -> base class, derived from the table of kinds (:mod:`toolkit_core.kinds`).
+
 class Certifier(Method):
     """A certifier: ``predict(model, x)`` and ``certify(model, x) -> (prediction, radius)``.
 
@@ -575,4 +590,5 @@ class Certifier(Method):
         raise NotImplementedError
 
 
+#: Kind name -> base class, derived from the table of kinds (:mod:`toolkit_core.kinds`).
 BASES: dict[str, type[Method]] = {k.name: globals()[k.base] for k in KINDS}

@@ -229,8 +229,11 @@ def fit(
 
     Each epoch calls ``defense.start_epoch(epoch, epochs)``, then for every batch
     ``loss, logs = defense.loss(model, x, y)`` with the model in train mode, ``loss.backward()`` and
-    an optimizer step. ``defense=None`` trains on plain cross-entropy; a string is created from the
-    catalog (``fit(model, data, "pgd_at")``).
+    an optimizer step; after the epoch (its logs averaged, ``eval_data`` evaluated) it calls
+    ``defense.end_epoch(epoch, epochs, metrics, optimizer)`` if the defense has one, which may change
+    the optimizer's learning rate and add keys to the epoch's history row
+    (:meth:`toolkit_core.methods.Defense.end_epoch`). ``defense=None`` trains on plain cross-entropy; a
+    string is created from the catalog (``fit(model, data, "pgd_at")``).
 
     Data: ``train_data`` is a DataLoader (used as is in one process), a Dataset, or a tuple ``(x, y)``.
     For Datasets and tuples ``batch_size`` is the *global* batch: under DDP each of the N ranks
@@ -417,6 +420,11 @@ def _fit(model, train_data, defense, rt: Runtime, *, epochs, optimizer, lr, weig
                 row.update(_evaluate(net, eval_data, eval_attack, ctx, seed=(seed or 0) + 10_000 + epoch,
                                      precision=precision))
                 net.train()
+            end_epoch = getattr(defense, "end_epoch", None)
+            if end_epoch is not None:
+                extra = end_epoch(epoch, epochs, dict(row), opt)
+                if extra:
+                    row.update({str(k): float(v) for k, v in extra.items()})
             row["time_s"] = time.perf_counter() - t0
             history.epochs.append(row)
             if ctx.is_main and progress:
