@@ -18,7 +18,7 @@ HOOKS = [name for name, obj in vars(hookspecs).items() if name.startswith("torch
 def test_one_hook_per_kind():
     assert sorted(HOOKS) == sorted(hookspecs.KIND_HOOKS.values())
     assert hookspecs.KINDS == ("attribution", "attack", "defense", "prior", "metric", "dataset", "detector",
-                              "certifier")
+                              "certifier", "patch")
 
 
 @pytest.mark.parametrize("hook", HOOKS)

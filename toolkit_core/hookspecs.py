@@ -300,6 +300,36 @@ def torchtrust_register_certifiers(register: Register) -> None:
     """
 
 
+@hookspec
+def torchtrust_register_patches(register: Register) -> None:
+    """Register weight patches (kind ``patch``): weight edits learned from models, applied to a copy.
+
+    Classes subclass :class:`toolkit_core.methods.WeightPatch` and implement
+    ``extract(source, reference) -> self``, which sets ``self.delta`` (a dict: parameter name ->
+    tensor of that parameter's shape) from two models of one architecture, e.g. a robust ``source``
+    and a standard ``reference``. The base class gives ``apply(model, coefficient=1.0)``: a deep copy
+    of ``model`` with ``theta + coefficient * delta`` on the patched parameters, everything else
+    copied. Neither call modifies the models it is given; coefficient ``0`` returns a model
+    bit-identical to ``model``.
+
+    Example::
+
+        class WholeDifference(WeightPatch):
+            name = "whole_difference"
+            summary = "Task vector: the difference of every parameter (Ilharco et al. 2023)."
+            citation = "arXiv:2212.04089"
+
+            def extract(self, source, reference):
+                ref = dict(reference.named_parameters())
+                self.delta = {n: (p - ref[n]).detach().clone() for n, p in source.named_parameters()}
+                return self
+
+        @hookimpl
+        def torchtrust_register_patches(register):
+            register(WholeDifference)
+    """
+
+
 #: Kind name -> hook name, derived from the table of kinds (:mod:`toolkit_core.kinds`).
 KIND_HOOKS: dict[str, str] = {k.name: k.hook for k in _KIND_TABLE}
 KINDS: tuple[str, ...] = KIND_NAMES

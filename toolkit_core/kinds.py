@@ -49,6 +49,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("dataset", "torchtrust_register_datasets", "DataSource", None, "dataset", "_check_dataset"),
     Kind("detector", "torchtrust_register_detectors", "Detector", None, "detector", "_check_detector"),
     Kind("certifier", "torchtrust_register_certifiers", "Certifier", "certifiers", "certifier", "_check_certifier"),
+    Kind("patch", "torchtrust_register_patches", "WeightPatch", None, "patch", "_check_patch"),
 )
 
 #: The kind names, in table order.

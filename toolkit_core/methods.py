@@ -590,5 +590,54 @@ class Certifier(Method):
         raise NotImplementedError
 
 
+class WeightPatch(Method):
+    """A weight patch: learned from a pair of models, added to a *copy* of another model.
+
+    ``extract(source, reference) -> self`` learns the patch from two models of one architecture (e.g.
+    a robust and a standard model); ``apply(model, coefficient) -> nn.Module`` returns a new model,
+    ``theta' = theta + coefficient * delta`` on the parameters the patch holds (``self.delta``:
+    parameter name -> tensor), every other parameter and buffer copied unchanged. ``model`` itself is
+    never modified, so coefficient ``0`` gives a model bit-identical to it. Weight patches are a kind
+    of their own: unlike a defense they train nothing (no per-batch loss), unlike a metric they return
+    a model, not numbers; robustness patches, task vectors and weight interpolations share this shape.
+    """
+
+    kind: ClassVar[str] = "patch"
+    delta: dict[str, Any]
+
+    def extract(self, source, reference):  # pragma: no cover - abstract
+        """Learn ``self.delta`` from ``source`` and ``reference`` (same architecture); return ``self``."""
+        raise NotImplementedError
+
+    def apply(self, model, coefficient: float = 1.0):
+        """A deep copy of ``model`` with ``coefficient * delta[name]`` added to each patched parameter."""
+        import copy
+
+        import torch
+
+        delta = getattr(self, "delta", None)
+        if delta is None:
+            raise RuntimeError(f"{self.name}: call extract(source, reference) before apply(model, coefficient)")
+        params = dict(model.named_parameters())
+        missing = sorted(set(delta) - set(params))
+        if missing:
+            raise ValueError(f"{self.name}: the model has no parameter(s) {missing} that the patch holds; apply "
+                             f"it to a model of the architecture it was extracted from")
+        for name, d in delta.items():
+            if tuple(params[name].shape) != tuple(d.shape):
+                raise ValueError(f"{self.name}: parameter {name!r} has shape {tuple(params[name].shape)}, the "
+                                 f"patch {tuple(d.shape)}; apply it to a model of the architecture it was "
+                                 "extracted from")
+        patched = copy.deepcopy(model)
+        if coefficient == 0:
+            return patched
+        new_params = dict(patched.named_parameters())
+        with torch.no_grad():
+            for name, d in delta.items():
+                p = new_params[name]
+                p.add_(d.to(device=p.device, dtype=p.dtype), alpha=float(coefficient))
+        return patched
+
+
 #: Kind name -> base class, derived from the table of kinds (:mod:`toolkit_core.kinds`).
 BASES: dict[str, type[Method]] = {k.name: globals()[k.base] for k in KINDS}

@@ -224,6 +224,27 @@ def _check_detector(detector) -> None:
     assert torch.equal(x, x0), f"{detector.name}: the input tensor was modified"
     snap.assert_unchanged(model)
 
+def _check_patch(patch) -> None:
+    source, reference, target = contract_model(0), contract_model(1), contract_model(2)
+    snaps = [ModelSnapshot.take(m) for m in (source, reference, target)]
+    assert patch.extract(source, reference) is patch, f"{patch.name}: extract must return self"
+    assert isinstance(getattr(patch, "delta", None), dict) and patch.delta, f"{patch.name}: extract must set delta"
+    params = dict(target.named_parameters())
+    for name, d in patch.delta.items():
+        assert name in params and d.shape == params[name].shape, f"{patch.name}: delta[{name!r}] fits no parameter"
+        assert torch.isfinite(d).all(), f"{patch.name}: delta[{name!r}] is not finite"
+    zero = patch.apply(target, 0.0)
+    assert zero is not target, f"{patch.name}: apply must return a copy"
+    for k, v in target.state_dict().items():
+        assert torch.equal(zero.state_dict()[k], v), f"{patch.name}: coefficient 0 changed {k}"
+    one = patch.apply(target, 1.0)
+    with torch.no_grad():
+        out = one(_contract_batch(4)[0])
+    assert torch.isfinite(out).all(), f"{patch.name}: the patched model gives non-finite outputs"
+    for model, snap in zip((source, reference, target), snaps):
+        snap.assert_unchanged(model)
+
+
 # --------------------------------------------------------------------------- kernels
 
 _KERNEL_SCRIPT = textwrap.dedent(
