@@ -4,6 +4,8 @@
     python benchmarks/seed_pool.py feature_complexity  # docs/figures/feature_complexity.png
     python benchmarks/seed_pool.py cuda_figure         # docs/figures/cuda_unlearnable.png (clean vs poisoned)
     python benchmarks/seed_pool.py mahalanobis         # AUROC table, docs/figures/mahalanobis.png
+    python benchmarks/seed_pool.py accelat             # AccelAT vs PGD-AT at equal epochs, docs/figures/accelat.png
+    python benchmarks/seed_pool.py rws                 # accuracy vs coefficient, docs/figures/rws.png
 
 calibration: a DigitsCNN trained for a few epochs and one trained far longer (over-confident), their
 ECE/MCE/Brier/NLL on the digits test split, and the reliability diagram of each.
@@ -161,13 +163,144 @@ def mahalanobis_study() -> dict:
     return out
 
 
+def accelat_study(epochs: int = 20, configs=(("adam", 3e-3), ("adam", 1e-2), ("sgd", 0.05))) -> dict:
+    """AccelAT vs PGD-AT at equal epochs (and equal attack, optimizer, initial lr, seed) on the digits.
+
+    The training split is cut into 80% training / 20% validation (AccelAT's schedule reads the
+    validation PGD-5 accuracy, also recorded for PGD-AT); both are reported on the test split: clean
+    and PGD-10 accuracy (eps 0.1). One column of the figure per (optimizer, initial lr).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torchtrust_accelat import AccelAT
+    from torchtrust_pgd_at import PGDAT
+
+    from toolkit_core.catalog import create
+    from toolkit_core.data import load_digits
+    from toolkit_core.models import DigitsCNN
+    from toolkit_core.training import fit
+
+    x, y = load_digits(16, "train", seed=0).tensors
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    n_val = len(x) // 5
+    val, tr = (x[perm[:n_val]], y[perm[:n_val]]), (x[perm[n_val:]], y[perm[n_val:]])
+    xte, yte = load_digits(16, "test", seed=0).tensors
+    eps = 0.1
+    train_attack = create("pgd", eps=eps, alpha=eps / 4, steps=5)
+    test_attack = create("pgd", eps=eps, alpha=eps / 4, steps=10, seed=0)
+    out: dict = {"epochs": epochs, "eps": eps}
+    fig, axes = plt.subplots(2, len(configs), figsize=(4 * len(configs), 6), layout="constrained", squeeze=False)
+    for col, (optimizer, lr) in enumerate(configs):
+        res = out[f"{optimizer} lr {lr:g}"] = {}
+        for name, defense in (("pgd_at", PGDAT(attack=train_attack)), ("accelat", AccelAT(attack=train_attack))):
+            torch.manual_seed(0)
+            model = DigitsCNN(size=16, width=8, hidden=32)
+            hist = fit(model, tr, defense, epochs=epochs, optimizer=optimizer, lr=lr, batch_size=64, seed=0,
+                       eval_data=val, eval_attack=train_attack, progress=False)
+            model.eval()
+            with torch.no_grad():
+                clean = float((model(xte).argmax(1) == yte).float().mean())
+            x_adv = test_attack(model, xte, yte)
+            with torch.no_grad():
+                robust = float((model(x_adv).argmax(1) == yte).float().mean())
+            val_adv = hist["eval_adv_acc"]
+            res[name] = {"test_clean_acc": clean, "test_pgd10_acc": robust, "val_adv_acc": val_adv,
+                         "best_val_adv_acc": max(val_adv), "train_time_s": sum(hist["time_s"]),
+                         "lr": hist["lr"] if name == "accelat" else [lr] * epochs}
+            axes[0, col].plot(range(1, epochs + 1), val_adv, "o-", ms=3, label=name)
+            axes[1, col].semilogy(range(1, epochs + 1), res[name]["lr"], "o-", ms=3, label=name)
+        axes[0, col].set_title(f"{optimizer}, initial lr {lr:g}")
+        axes[0, col].set_ylabel("validation PGD-5 accuracy")
+        axes[1, col].set_ylabel("learning rate")
+        axes[1, col].set_xlabel("epoch")
+    axes[0, 0].legend(frameon=False)
+    fig.savefig(FIGURES / "accelat.png", dpi=110)
+    return out
+
+
+def rws_study(coefficients=(0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)) -> dict:
+    """Robust Weight Signatures on the digits: robust and standard models fine-tuned from one base model,
+    the signature patched into another standard model at several coefficients.
+
+    base = digits_model() (8 epochs plain training). From it, 5 more epochs (Adam 1e-3) give: the
+    standard model S (plain, seed 1), the target T (plain, seed 2: another standard model of the same
+    base), and two robust models (seed 1): R_noise (trained on clean + Gaussian-noise copies, sigma 0.3)
+    and R_adv (PGD-AT, PGD-5 eps 0.1). A model trained from scratch with another seed (no shared base)
+    is the control target. Robust accuracy: on the noisy test split (sigma 0.3, fixed draw) for
+    R_noise's signature, under PGD-10 eps 0.1 (crafted against each patched model) for R_adv's.
+    """
+    import copy
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torchtrust_rws import RobustWeightSignature, coefficient_sweep, layer_differences
+
+    from toolkit_core.catalog import create
+    from toolkit_core.data import load_digits
+    from toolkit_core.models import digits_model
+    from toolkit_core.training import fit
+
+    xtr, ytr = load_digits(16, "train", seed=0).tensors
+    xte, yte = load_digits(16, "test", seed=0).tensors
+    base = digits_model()
+
+    def tune(defense, seed, noise=0.0):
+        model, x, y = copy.deepcopy(base).train(), xtr, ytr
+        if noise:
+            g = torch.Generator().manual_seed(seed)
+            x = torch.cat([xtr, (xtr + noise * torch.randn(xtr.shape, generator=g)).clamp(0, 1)])
+            y = torch.cat([ytr, ytr])
+        fit(model, (x, y), defense, epochs=5, lr=1e-3, seed=seed, progress=False)
+        return model.eval()
+
+    standard, target = tune(None, 1), tune(None, 2)
+    robust = {"noise": tune(None, 1, noise=0.3),
+              "adv": tune(create("pgd_at", attack=create("pgd", eps=0.1, alpha=0.025, steps=5)), 1)}
+    targets = {"target (same base)": target, "control (from scratch)": digits_model(seed=5)}
+    g = torch.Generator().manual_seed(0)
+    noisy_test = (xte + 0.3 * torch.randn(xte.shape, generator=g)).clamp(0, 1)
+    pgd = create("pgd", eps=0.1, alpha=0.025, steps=10, seed=0)
+    perturb = {"noise": lambda m, x, y: noisy_test, "adv": lambda m, x, y: pgd(m, x, y)}
+    labels = {"noise": "Gaussian noise sigma 0.3", "adv": "PGD-10 eps 0.1"}
+    out: dict = {"coefficients": list(coefficients)}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    for ax, kind in zip(axes, ("noise", "adv")):
+        res = out[kind] = {"layer_differences": layer_differences(robust[kind], standard)}
+        for layers in (1, 2, 4):
+            patch = RobustWeightSignature(layers=layers).extract(robust[kind], standard)
+            res[f"fraction_layers_{layers}"] = patch.fraction(target)
+            for tname, tmodel in targets.items():
+                rows = coefficient_sweep(patch, tmodel, (xte, yte), coefficients, perturb[kind])
+                res[f"layers_{layers} {tname}"] = rows
+                if layers == 1:
+                    continue
+                style = "-" if tname.startswith("target") else ":"
+                ax.plot(coefficients, [r["robust_acc"] for r in rows], "o" + style, ms=3,
+                        label=f"robust acc, {layers} layers, {tname}")
+                if tname.startswith("target"):
+                    ax.plot(coefficients, [r["clean_acc"] for r in rows], "s--", ms=3,
+                            label=f"clean acc, {layers} layers, {tname}")
+        ax.set_title(f"signature of the {labels[kind]} robust model")
+        ax.set_xlabel("coefficient c  (theta + c * tau)")
+        ax.set_ylabel("test accuracy")
+        ax.legend(frameon=False, fontsize=7)
+    fig.savefig(FIGURES / "rws.png", dpi=110)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("study", choices=["calibration", "feature_complexity", "cuda_figure", "mahalanobis"])
+    studies = ["calibration", "feature_complexity", "cuda_figure", "mahalanobis", "accelat", "rws"]
+    parser.add_argument("study", choices=studies)
     args = parser.parse_args()
     torch.set_num_threads(1)
     studies = {"calibration": calibration_study, "feature_complexity": feature_complexity_study,
-               "cuda_figure": cuda_figure, "mahalanobis": mahalanobis_study}
+               "cuda_figure": cuda_figure, "mahalanobis": mahalanobis_study,
+               "accelat": accelat_study, "rws": rws_study}
     result = studies[args.study]()
     print(json.dumps(result, indent=2))
 
