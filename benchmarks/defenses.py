@@ -49,6 +49,17 @@ AALP_PARAMS: dict = {}
 TUNE_GRID = ({"p_max": 0.1}, {"p_max": 0.3}, {"p_max": 0.5}, {"p_max": 0.3, "temperature": 2.0})
 
 
+#: ``--autoattack``: AutoAttack's members on a CPU budget (``--aa-budget reduced``, the default): APGD-CE and
+#: APGD-T (9 target classes) at the reference schedule, FAB-T with 3 target classes instead of 9 and Square with
+#: 1,000 queries instead of 5,000. ``--aa-budget standard`` runs the reference schedule (about 4x slower here).
+AA_REDUCED = (("apgd", {"loss": "ce", "steps": 100, "restarts": 1}),
+              ("apgd_t", {"steps": 100, "n_target_classes": 9, "restarts": 1}),
+              ("fab", {"targeted": True, "steps": 100, "n_target_classes": 3, "restarts": 1}),
+              ("square", {"n_queries": 1000, "p_init": 0.8}))
+#: set by ``--aa-budget``
+AA_BUDGET = {"budget": "reduced"}
+
+
 def make_defense(name: str, attack):
     import toolkit_core as tt
 
@@ -121,11 +132,14 @@ def speed(repeats: int = 5, size: int = 16, n_train: int = 512, steps: int = 10,
 
 def train_and_evaluate(name: str, seed: int, *, size: int = 16, epochs: int = 8, eps: float = 0.1,
                        train_steps: int = 5, n_train: int | None = None, lr: float = 3e-3, width: int = 8,
-                       hidden: int = 32, apgd_steps: int = 100, validation: bool = False) -> dict:
+                       hidden: int = 32, apgd_steps: int = 100, validation: bool = False,
+                       autoattack: bool = False) -> dict:
     """Train one defense on the digits and evaluate it with PGD-20 and APGD-CE. Returns a dict of numbers.
 
     ``validation=True``: train on 80% of the training split and evaluate on the other 20% (never the test
-    split): what :func:`tune` uses."""
+    split): what :func:`tune` uses. ``autoattack=True``: evaluate with PGD-20 and standard AutoAttack
+    (APGD-CE, APGD-T, FAB-T, Square 5000 queries, the ``autoattack`` plugin) instead; APGD-CE is then read off
+    AutoAttack's first member (``apgd_steps`` is ignored: the reference schedule's 100 iterations)."""
     import toolkit_core as tt
     from toolkit_core.data import load_digits
     from toolkit_core.models import DigitsCNN
@@ -150,30 +164,71 @@ def train_and_evaluate(name: str, seed: int, *, size: int = 16, epochs: int = 8,
                   progress=False)
     train_s = time.perf_counter() - t0
     model.eval()
-    attacks = {
-        "pgd20": tt.create("pgd", eps=eps, alpha=eps / 4, steps=20, restarts=2, seed=seed),
-        "apgd_ce": tt.create("apgd", eps=eps, steps=apgd_steps, loss="ce", seed=seed),
-    }
+    attacks = {"pgd20": tt.create("pgd", eps=eps, alpha=eps / 4, steps=20, restarts=2, seed=seed)}
+    if autoattack:
+        members = None if AA_BUDGET["budget"] == "standard" else [list(a) for a in AA_REDUCED]
+        attacks["autoattack"] = tt.create("autoattack", eps=eps, version="standard", attacks=members, seed=seed)
+    else:
+        attacks["apgd_ce"] = tt.create("apgd", eps=eps, steps=apgd_steps, loss="ce", seed=seed)
+    t1 = time.perf_counter()
     res = tt.evaluate_robustness(model, test, attacks=attacks)
+    eval_s = time.perf_counter() - t1
+    extra: dict = {}
+    if autoattack:
+        alive = res.clean.clone()
+        for label, broken in res.components["autoattack"].items():  # cumulative, in AutoAttack's order
+            alive &= ~broken
+            extra[f"aa_after_{label}"] = float(alive.float().mean())
+        extra["autoattack"] = res.accuracy["autoattack"]
+        extra["aa_budget"] = AA_BUDGET["budget"]
+        apgd_ce = next(iter(v for k, v in extra.items() if k.startswith("aa_after_")))
+    else:
+        apgd_ce = res.accuracy["apgd_ce"]
     return {
         "defense": name, "seed": seed, "clean": res.clean_accuracy, "pgd20": res.accuracy["pgd20"],
-        "apgd_ce": res.accuracy["apgd_ce"], "worst": res.worst_case_accuracy, "train_s": train_s,
+        "apgd_ce": apgd_ce, "worst": res.worst_case_accuracy, "train_s": train_s, "eval_s": eval_s,
+        "aalp_params": dict(AALP_PARAMS) if name == "aalp" else None, **extra,
         "history": {k: hist[k] for k in ("loss", "clean_acc")} | ({"adv_acc": hist["adv_acc"]}
                                                                   if "adv_acc" in hist.last else {}),
     }
 
 
-def tune(grid=TUNE_GRID, seed: int = 100, **kw) -> list[dict]:
+def _read_jsonl(path: str | None) -> list[dict]:
+    if not path or not Path(path).exists():
+        return []
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def _append_jsonl(path: str | None, row: dict) -> None:
+    if path:
+        with open(path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
+def tune(grid=TUNE_GRID, seed: int = 100, tune_file: str | None = None, max_new: int | None = None,
+         **kw) -> list[dict] | None:
     """Choose AALP's drop-rate schedule / weight temperature on a validation split (20% of the training split;
-    the test split is never used), by the worst case of PGD-20 and APGD-CE; sets :data:`AALP_PARAMS`."""
+    the test split is never used), by the worst case of PGD-20 and APGD-CE; sets :data:`AALP_PARAMS`.
+
+    ``tune_file``: JSON lines of finished candidates; those already in it are not retrained (resume).
+    ``max_new``: train at most this many candidates in this call; returns ``None`` if some are left."""
     import toolkit_core as tt
 
+    done = {json.dumps(r["params"], sort_keys=True): r for r in _read_jsonl(tune_file)}
     rows = []
     for params in grid:
-        AALP_PARAMS.clear()
-        AALP_PARAMS.update(params)
-        row = train_and_evaluate("aalp", seed, validation=True, **kw)
-        row["params"] = dict(params)
+        key = json.dumps(dict(params), sort_keys=True)
+        if key in done:
+            row = done[key]
+        elif max_new is not None and max_new <= 0:
+            return None
+        else:
+            max_new = None if max_new is None else max_new - 1
+            AALP_PARAMS.clear()
+            AALP_PARAMS.update(params)
+            row = train_and_evaluate("aalp", seed, validation=True, **kw)
+            row["params"] = dict(params)
+            _append_jsonl(tune_file, row)
         rows.append(row)
         print(f"  tune {params}: val clean {row['clean']:.3f} worst {row['worst']:.3f}", flush=True)
     best = max(rows, key=lambda r: (r["worst"], r["clean"]))
@@ -183,15 +238,26 @@ def tune(grid=TUNE_GRID, seed: int = 100, **kw) -> list[dict]:
     return rows
 
 
-def results(seeds: int = 3, defenses=DEFENSES, **kw) -> list[dict]:
-    rows = []
-    for seed in range(seeds):
+def results(seeds: int = 3, defenses=DEFENSES, runs_file: str | None = None, seed_start: int = 0,
+            aggregate_only: bool = False, **kw) -> list[dict]:
+    """Every defense on seeds ``seed_start .. seeds - 1``. ``runs_file``: JSON lines of finished runs, skipped
+    here (resume; several processes on disjoint seeds or defenses); an AALP run counts only if it was trained
+    with the current :data:`AALP_PARAMS`. Returns the rows of seeds ``0 .. seeds - 1`` (from the file too)."""
+    done: dict[tuple, dict] = {}
+    for r in _read_jsonl(runs_file):
+        if r["defense"] != "aalp" or (r.get("aalp_params") or {}) == AALP_PARAMS:
+            done[(r["defense"], r["seed"])] = r
+    for seed in range(seed_start, seeds):
         for name in defenses:
+            if aggregate_only or (name, seed) in done:
+                continue
             row = train_and_evaluate(name, seed, **kw)
             print(f"  seed {seed} {name:9s} clean {row['clean']:.3f} pgd20 {row['pgd20']:.3f} "
-                  f"apgd {row['apgd_ce']:.3f} worst {row['worst']:.3f} ({row['train_s']:.1f}s)", flush=True)
-            rows.append(row)
-    return rows
+                  f"apgd {row['apgd_ce']:.3f} worst {row['worst']:.3f} (train {row['train_s']:.1f}s, "
+                  f"eval {row['eval_s']:.1f}s)", flush=True)
+            done[(name, seed)] = row
+            _append_jsonl(runs_file, row)
+    return [done[(name, seed)] for seed in range(seeds) for name in defenses if (name, seed) in done]
 
 
 def summarize(rows: list[dict]) -> dict[str, dict[str, tuple[float, float]]]:
@@ -199,7 +265,9 @@ def summarize(rows: list[dict]) -> dict[str, dict[str, tuple[float, float]]]:
     for name in dict.fromkeys(r["defense"] for r in rows):
         sel = [r for r in rows if r["defense"] == name]
         out[name] = {}
-        for k in ("clean", "pgd20", "apgd_ce", "worst", "train_s"):
+        for k in ("clean", "pgd20", "apgd_ce", "autoattack", "worst", "train_s"):
+            if not all(k in r for r in sel):
+                continue
             vals = [r[k] for r in sel]
             out[name][k] = (statistics.mean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0)
     return out
@@ -207,8 +275,25 @@ def summarize(rows: list[dict]) -> dict[str, dict[str, tuple[float, float]]]:
 
 def write_markdown(rows, summary, spd, config, command, path: Path, tuning=None) -> None:
     n_seeds = len({r["seed"] for r in rows})
+    aa = all("autoattack" in v for v in summary.values())
+    reduced = sum(r.get("aa_budget") == "reduced" for r in rows)
+    title = "PGD-20 and AutoAttack" if aa else "PGD-20 and APGD-CE"
+    evaluation = (
+        "PGD-20 (step eps/4, 2 restarts) and AutoAttack (Croce & Hein 2020, arXiv:2003.01690: "
+        + ("APGD-CE, APGD-T with 9 target classes, FAB-T with 9 target classes, 100 iterations each, and Square with "
+           "5000 queries (the reference schedule)" if reduced == 0 else
+           "APGD-CE and APGD-T with 9 target classes, 100 iterations each, as in the reference schedule; **reduced "
+           "budget** to fit the CPU: FAB-T with 3 target classes instead of 9 and Square with 1,000 queries instead of "
+           "5,000")
+        + ", each on the points every earlier member left correct; the `autoattack` plugin), both at "
+        "the training radius; the APGD-CE column is AutoAttack's first member alone; *worst case* counts a point "
+        "as robust only if it survives PGD-20 and every AutoAttack member."
+        if aa else
+        "PGD-20 (step eps/4, 2 restarts) and APGD-CE (Croce & Hein "
+        f"2020, {config['apgd_steps']} iterations), both at the training radius; *worst case* counts a "
+        "point as robust only if it survives both attacks.")
     lines = [
-        "# Defenses on digits: clean, PGD-20 and APGD-CE accuracy",
+        f"# Defenses on digits: clean, {title} accuracy",
         "",
         f"Generated by `{command}` (CPU only: no GPU was available in this session; a shared, noisy 2-core "
         f"machine). Numbers are test-split accuracies of the {config['size']}x{config['size']} scikit-learn digits "
@@ -217,15 +302,16 @@ def write_markdown(rows, summary, spd, config, command, path: Path, tuning=None)
         "",
         "Setup: " + ", ".join(f"{k} = {v}" for k, v in config.items()) + ". Training attack: L-inf PGD "
         f"with `steps = {config['train_steps']}` and step `2.5 eps / steps`, random start. Evaluation with "
-        "`toolkit_core.evaluate_robustness`: PGD-20 (step eps/4, 2 restarts) and APGD-CE (Croce & Hein "
-        f"2020, {config['apgd_steps']} iterations), both at the training radius; *worst case* counts a "
-        "point as robust only if it survives both attacks.",
+        "`toolkit_core.evaluate_robustness`: " + evaluation,
         "",
-        "| defense | clean | PGD-20 | APGD-CE | worst case | train time (s, wall clock, busy machine) |",
-        "|---|---|---|---|---|---|",
     ]
+    keys = ("clean", "pgd20", "apgd_ce") + (("autoattack",) if aa else ()) + ("worst",)
+    heads = {"clean": "clean", "pgd20": "PGD-20", "apgd_ce": "APGD-CE", "autoattack": "AutoAttack",
+             "worst": "worst case"}
+    lines += ["| defense | " + " | ".join(heads[k] for k in keys) + " | train time (s, wall clock, busy machine) |",
+              "|---" * (len(keys) + 2) + "|"]
     for name, s in summary.items():
-        cells = [f"{s[k][0]:.3f} +- {s[k][1]:.3f}" for k in ("clean", "pgd20", "apgd_ce", "worst")]
+        cells = [f"{s[k][0]:.3f} +- {s[k][1]:.3f}" for k in keys]
         lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + f" | {s['train_s'][0]:.1f} |")
     lines += ["", "## What the numbers say", ""]
     lines += _commentary(summary)
@@ -239,11 +325,17 @@ def write_markdown(rows, summary, spd, config, command, path: Path, tuning=None)
             lines.append(f"| `{r['params']}` | {r['clean']:.3f} | {r['worst']:.3f} |")
     if spd:
         lines += speed_section(spd)
-    lines += ["", "## Per-seed numbers", "", "| defense | seed | clean | PGD-20 | APGD-CE | worst |",
-              "|---|---|---|---|---|---|"]
+    members = [k[len("aa_after_"):] for k in rows[0] if k.startswith("aa_after_")] if aa else []
+    lines += ["", "## Per-seed numbers", ""]
+    if members:
+        lines += ["AutoAttack columns: accuracy after each member, cumulative (each runs on the points still "
+                  "correct), so the last is AutoAttack's robust accuracy.", ""]
+    lines += ["| defense | seed | clean | PGD-20 | " + " | ".join(f"AA after {m}" for m in members or ["APGD-CE"])
+              + " | worst |", "|---" * (5 + max(len(members), 1)) + "|"]
     for r in rows:
-        lines.append(f"| {r['defense']} | {r['seed']} | {r['clean']:.3f} | {r['pgd20']:.3f} | {r['apgd_ce']:.3f} | "
-                     f"{r['worst']:.3f} |")
+        vals = [r[f"aa_after_{m}"] for m in members] if members else [r["apgd_ce"]]
+        lines.append(f"| {r['defense']} | {r['seed']} | {r['clean']:.3f} | {r['pgd20']:.3f} | "
+                     + " | ".join(f"{v:.3f}" for v in vals) + f" | {r['worst']:.3f} |")
     lines += ["", "Figures: `docs/figures/defenses_results.png` (this table), `docs/figures/defenses_training.png` "
                   "(training curves, seed 0).", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -269,7 +361,7 @@ def _commentary(s) -> list[str]:
     out = []
     if "none" in s and "pgd_at" in s:
         out.append(f"- Adversarial training matters: PGD-AT keeps {s['pgd_at']['worst'][0]:.3f} of the points under "
-                   f"the worst case of both attacks, the undefended model {s['none']['worst'][0]:.3f}.")
+                   f"the worst case of every attack, the undefended model {s['none']['worst'][0]:.3f}.")
     if "alp" in s and "aalp" in s:
         a, b = s["alp"], s["aalp"]
         diff = b["worst"][0] - a["worst"][0]
@@ -287,6 +379,10 @@ def _commentary(s) -> list[str]:
     if all(k in s for k in ("pgd_at", "trades")):
         out.append(f"- TRADES: clean {s['trades']['clean'][0]:.3f}, worst {s['trades']['worst'][0]:.3f}; "
                    f"PGD-AT: clean {s['pgd_at']['clean'][0]:.3f}, worst {s['pgd_at']['worst'][0]:.3f}.")
+    if all("autoattack" in v for v in s.values()):
+        gaps = {n: v["apgd_ce"][0] - v["autoattack"][0] for n, v in s.items()}
+        out.append("- AutoAttack's later members (APGD-T, FAB-T, Square) lower the accuracy below APGD-CE alone by "
+                   + ", ".join(f"{n} {g:.3f}" for n, g in gaps.items()) + ".")
     apgd_weaker = [n for n, v in s.items() if v["apgd_ce"][0] > v["pgd20"][0] + 0.02]
     out.append("- APGD-CE is at least as strong as PGD-20 for every defense." if not apgd_weaker else
                f"- APGD-CE is weaker than PGD-20 (2 restarts) by more than 0.02 for: {', '.join(apgd_weaker)}.")
@@ -406,12 +502,23 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest for tiny models)")
+    parser.add_argument("--autoattack", action="store_true",
+                        help="evaluate with PGD-20 and standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square)")
+    parser.add_argument("--aa-budget", choices=["reduced", "standard"], default="reduced",
+                        help="--autoattack: reference schedule, or FAB-T 3 targets, Square 1000 queries")
+    parser.add_argument("--runs-file", default=None, help="(b): JSON lines of finished runs (resume / parallel)")
+    parser.add_argument("--tune-file", default=None, help="--tune: JSON lines of finished candidates (resume)")
+    parser.add_argument("--tune-max", type=int, default=None, help="--tune: train at most this many candidates")
+    parser.add_argument("--seed-start", type=int, default=0, help="(b): first seed this process trains")
+    parser.add_argument("--aggregate-only", action="store_true", help="(b): train nothing, aggregate --runs-file")
+    parser.add_argument("--no-report", action="store_true", help="(b): train and append to --runs-file only")
     parser.add_argument("--out", default=None,
                         help="markdown to write (default docs/results/defenses.md; --quick: nothing unless given)")
     args = parser.parse_args()
     if args.out is None and (not args.quick or args.update_speed):
         args.out = str(ROOT / "docs" / "results" / "defenses.md")
     torch.set_num_threads(args.threads)
+    AA_BUDGET["budget"] = args.aa_budget
     command = "python benchmarks/defenses.py" + (" --quick" if args.quick else "")
     spd = None
     if args.training_figure:
@@ -421,7 +528,13 @@ def main() -> None:
     if args.tune and not args.speed_only:
         q = args.quick
         tuning = tune(size=8 if q else 16, epochs=args.epochs or (5 if q else 8), eps=0.1, train_steps=5,
-                      lr=1e-2 if q else 3e-3, apgd_steps=50 if q else 100)
+                      lr=1e-2 if q else 3e-3, apgd_steps=50 if q else 100, tune_file=args.tune_file,
+                      max_new=args.tune_max)
+        if tuning is None:
+            print("tuning not finished (--tune-max): rerun to continue")
+            return
+    if not args.results_only and not args.speed_only and (args.no_report or args.aggregate_only):
+        args.results_only = True  # chunks of a resumable run measure no speed
     if not args.results_only:
         spd = speed(repeats=2 if args.quick else args.repeats, n_train=256 if args.quick else 512)
         print("(a) speed, one epoch with the same PGD-10 attack (median; ratios to PGD-AT in the same run):")
@@ -440,19 +553,27 @@ def main() -> None:
     config = {"size": 8 if q else 16, "epochs": args.epochs or (5 if q else 8), "eps": 0.1, "train_steps": 5,
               "lr": 1e-2 if q else 3e-3, "optimizer": "adam", "batch": 64, "model": "DigitsCNN(width=8, hidden=32)",
               "n_train": "all (1347)", "apgd_steps": 50 if q else 100}
-    seeds = args.seeds or (1 if q else 3)
+    seeds = args.seeds if args.seeds is not None else (1 if q else 3)
     print(f"(b) results: {seeds} seed(s), {config}")
     t0 = time.perf_counter()
     config["aalp_params"] = dict(AALP_PARAMS) or "defaults"
     rows = results(seeds, defenses=tuple(args.defenses.split(",")), size=config["size"], epochs=config["epochs"],
-                   eps=0.1, train_steps=5, lr=config["lr"], apgd_steps=config["apgd_steps"])
+                   eps=0.1, train_steps=5, lr=config["lr"], apgd_steps=config["apgd_steps"],
+                   autoattack=args.autoattack, runs_file=args.runs_file, seed_start=args.seed_start,
+                   aggregate_only=args.aggregate_only)
+    if args.no_report or not rows:
+        return
     summary = summarize(rows)
     for name, s in summary.items():
         print(f"  {name:9s} " + "  ".join(f"{k} {m:.3f}+-{sd:.3f}" for k, (m, sd) in s.items()))
     print(f"  total {time.perf_counter() - t0:.0f}s")
     if args.out is None:
         return
-    write_markdown(rows, summary, spd, config, command + (" --tune" if args.tune else ""), Path(args.out), tuning)
+    command += (" --tune" if args.tune else "") + (" --autoattack" if args.autoattack else "")
+    if args.runs_file:
+        rf = Path(args.runs_file)
+        command += f" --runs-file {rf.relative_to(ROOT) if rf.is_absolute() else rf}"
+    write_markdown(rows, summary, spd, config, command, Path(args.out), tuning)
     figures(rows, summary, config["size"])
     aalp_figure()
     print(f"wrote {args.out} and docs/figures/defenses_*.png")
