@@ -538,6 +538,28 @@ class DataSource(Method):
     def loaders(self, batch_size: int = 256, seed: int = 0):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @classmethod
+    def experiment_training(cls, scale: Scale) -> dict[str, Any]:
+        """How the experiment's ``datasets`` stage trains a model on this data (the budget): ``epochs``,
+        ``lr``, ``optimizer`` (``"adam"``/``"sgd"``) and ``batch_size``. Default: Adam 3e-3, batch 64,
+        10 epochs (3 in a quick run). The parameter sets come from :meth:`experiment_variants` as usual."""
+        return {"epochs": 3 if scale.quick else 10, "lr": 3e-3, "optimizer": "adam", "batch_size": 64}
+
+    def experiment_model(self):
+        """A fresh model for this data in the ``datasets`` stage, or ``None`` (default): the stage picks one
+        by ``input_shape`` (an MLP for flat inputs, the digits CNN for 1-channel square images)."""
+        return None
+
+    def reference(self) -> DataSource | None:
+        """A data set to train the same model on for comparison (e.g. the clean data behind a poisoned
+        one), reported beside this one; ``None`` (default): no comparison."""
+        return None
+
+    def diagnostics(self, model, x, y) -> dict[str, float]:
+        """Numbers about ``model`` (trained on this data) beyond test accuracy, on test inputs ``x`` and
+        labels ``y`` (e.g. a randomization test); shown in the ``datasets`` section. Default: none."""
+        return {}
+
 
 class Detector(Method):
     """A detector of abnormal (out-of-distribution or adversarial) inputs.
@@ -604,6 +626,12 @@ class WeightPatch(Method):
 
     kind: ClassVar[str] = "patch"
     delta: dict[str, Any]
+
+    @classmethod
+    def experiment_coefficients(cls, scale: Scale) -> list[float]:
+        """The coefficients the experiment's ``patches`` stage applies the patch with (the budget: each one
+        is a robustness evaluation). Default: 0, 0.5, 1, 1.5, 2 (quick: 0, 1, 2)."""
+        return [0.0, 1.0, 2.0] if scale.quick else [0.0, 0.5, 1.0, 1.5, 2.0]
 
     def extract(self, source, reference):  # pragma: no cover - abstract
         """Learn ``self.delta`` from ``source`` and ``reference`` (same architecture); return ``self``."""

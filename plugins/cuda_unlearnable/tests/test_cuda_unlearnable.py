@@ -82,3 +82,18 @@ def test_training_on_the_poisoned_digits_costs_clean_test_accuracy():
         acc_poisoned = float((poisoned(xte).argmax(1) == yte).float().mean())
     assert acc_clean > 0.93
     assert acc_poisoned < acc_clean - 0.05
+
+
+def test_reference_is_the_clean_digits_and_the_experiment_budget_is_declared():
+    from toolkit_core.data import load_digits
+    from toolkit_core.methods import Scale
+
+    source = CUDAUnlearnableDigits(key=3)
+    ref = source.reference()
+    x, y = ref.tensors("train")
+    x0, y0 = load_digits(16, "train", seed=0).tensors
+    assert torch.equal(x, x0) and torch.equal(y, y0)  # poison_fraction 0: no image filtered
+    assert not torch.equal(source.tensors("train")[0], x0)
+    assert torch.equal(ref.tensors("test")[0], source.tensors("test")[0])  # one clean test split for both
+    full, quick = (CUDAUnlearnableDigits.experiment_training(Scale(quick=q)) for q in (False, True))
+    assert (full["epochs"], quick["epochs"]) == (15, 5)

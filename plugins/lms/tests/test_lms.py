@@ -99,3 +99,24 @@ def test_dataset_contract_and_loaders():
     assert float(x.abs().max()) <= rotated.value_range[1]
     with pytest.raises(ValueError, match="odd"):
         create("lms", k=4)
+
+
+def test_experiment_declarations_model_and_diagnostics():
+    from torchtrust_lms import LMS
+
+    from toolkit_core.methods import Scale
+
+    src = LMS(dim=10, train_size=200, test_size=300)
+    assert LMS.experiment_variants(Scale(quick=True)) == [{"dim": 10, "train_size": 2000, "test_size": 1000}]
+    assert LMS.experiment_training(Scale(quick=False))["optimizer"] == "sgd"
+    model = src.experiment_model()
+    x, y = src.tensors("test")
+    assert model(x).shape == (300, 2)
+    # a "model" that reads only the linear coordinate: blind to the slabs, at chance without the linear one
+    linear = lambda inp: torch.stack([-inp[:, 0], inp[:, 0]], 1)  # noqa: E731
+    d = src.diagnostics(linear, x, y)
+    acc = lambda inp: float((linear(inp).argmax(1) == y).float().mean())  # noqa: E731
+    assert acc(x) == 1.0 and d["accuracy_S_randomized"] == 1.0
+    assert d["accuracy_L_randomized"] == acc(randomize(x, [0], 0))
+    assert abs(d["accuracy_L_randomized"] - 0.5) < 0.1
+    assert LMS(dim=10, train_size=10, test_size=10, rotate=True).diagnostics(linear, x, y) == {}

@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from toolkit_core.data import load_digits
-from toolkit_core.methods import DataSource
+from toolkit_core.methods import DataSource, Scale
 
 from .filters import apply_filters, class_filters
 
@@ -38,10 +38,21 @@ class CUDAUnlearnableDigits(DataSource):
         g = torch.Generator().manual_seed(self.key)
         poisoned = torch.rand(len(y), generator=g) < self.poison_fraction
         x = x.clone()
-        x[poisoned] = apply_filters(x[poisoned], y[poisoned], self.filters)
+        if poisoned.any():  # poison_fraction 0 (or a tiny one): nothing to filter
+            x[poisoned] = apply_filters(x[poisoned], y[poisoned], self.filters)
         return x, y
 
     def loaders(self, batch_size: int = 256, seed: int = 0):
         g = torch.Generator().manual_seed(seed)
         train = DataLoader(TensorDataset(*self.tensors("train", seed)), batch_size, shuffle=True, generator=g)
         return train, DataLoader(TensorDataset(*self.tensors("test", seed)), batch_size)
+
+    @classmethod
+    def experiment_training(cls, scale: Scale) -> dict:
+        """The digits CNN with Adam 3e-3, batch 64, 15 epochs (quick: 5), as in docs/results/seed-pool.md."""
+        return {"epochs": 5 if scale.quick else 15, "lr": 3e-3, "optimizer": "adam", "batch_size": 64}
+
+    def reference(self) -> CUDAUnlearnableDigits:
+        """The same digits without the filters (``poison_fraction=0``): what the model reaches on clean data."""
+        return CUDAUnlearnableDigits(size=self.size, kernel_size=self.kernel_size, blur=self.blur, key=self.key,
+                                     poison_fraction=0.0)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch.utils.data import DataLoader, TensorDataset
 
-from toolkit_core.methods import DataSource
+from toolkit_core.methods import DataSource, Scale
 
-from .data import lms, random_rotation
+from .data import lms, random_rotation, randomization_test
 
 
 class LMS(DataSource):
@@ -43,3 +43,28 @@ class LMS(DataSource):
         g = torch.Generator().manual_seed(seed)
         train = DataLoader(TensorDataset(*self.tensors("train", seed)), batch_size, shuffle=True, generator=g)
         return train, DataLoader(TensorDataset(*self.tensors("test", seed)), batch_size)
+
+    @classmethod
+    def experiment_variants(cls, scale: Scale) -> list[dict]:
+        """LMS-5 in 50 dimensions (quick: 10 dimensions, 2000 training points)."""
+        return [{"dim": 10, "train_size": 2000, "test_size": 1000}] if scale.quick else [{}]
+
+    @classmethod
+    def experiment_training(cls, scale: Scale) -> dict:
+        """The paper's recipe at our scale: SGD (momentum 0.9) lr 0.1, batch 100; 20 epochs (quick: 8)."""
+        return {"epochs": 8 if scale.quick else 20, "lr": 0.1, "optimizer": "sgd", "batch_size": 100}
+
+    def experiment_model(self):
+        """A ReLU MLP ``dim -> 100 -> 100 -> 2``."""
+        from toolkit_core.models import MLP
+
+        return MLP((self.dim, 100, 100, 2))
+
+    def diagnostics(self, model, x, y) -> dict[str, float]:
+        """The randomization test: accuracy with the linear coordinate (``L``) or the slab coordinates
+        (``S``) permuted across samples (unrotated data only: the coordinates are the features)."""
+        if self.rotate:
+            return {}
+        out = randomization_test(model, x, y)
+        return {"accuracy_L_randomized": out["accuracy_L_randomized"],
+                "accuracy_S_randomized": out["accuracy_S_randomized"]}
