@@ -140,7 +140,7 @@ def similarity_curves(
     ax.set_ylabel(metric)
     ax.set_xlabel("randomized (from the logits down)")
     ax.axhline(0, color="gray", lw=0.5)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # outside the data
     if title:
         ax.set_title(title, fontsize=9)
     if fig is None:
@@ -178,7 +178,7 @@ def sufficiency_curves(results: Sequence[Any], path: str | Path | None = None, t
     ax.set_xlabel("top-k % of input elements kept")
     ax.set_ylabel("share of predictions unchanged")
     ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # outside the data
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
@@ -197,7 +197,7 @@ def convergence_curves(results: Sequence[Any], path: str | Path | None = None, t
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("median |cos| of back-propagated vectors")
     ax.set_xlabel("input of layer (injection point first)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # outside the data
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()

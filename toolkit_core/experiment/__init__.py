@@ -47,8 +47,12 @@ class Experiment:
 
         ``out`` must be new, empty, or made by torchtrust (a ``.torchtrust`` marker); another non-empty
         folder is refused unless ``force=True``. One run at a time may write into a folder (a lock).
+        ``progress``: print one line per stage start and end, progress bars in a terminal (plain lines
+        every ~10 s otherwise), and the report's path at the end.
         """
+        from .health import check_all
         from .outdir import locked, prepare_output
+        from .over_seeds import FINISH
         from .report import write_report
         from .stages import STAGE_FUNCTIONS as fns
 
@@ -60,9 +64,12 @@ class Experiment:
             return run_stages(self.config, Path(out), fns, show_progress=progress)
         out = prepare_output(out, force=force)
         with locked(out):
-            results = run_stages(self.config, out, fns, show_progress=progress)
+            results = run_stages(self.config, out, fns, show_progress=progress, finish=FINISH)
+            results.health = [f.to_dict() for f in check_all(results.stages)]
             save_json(results.to_dict(), out / "results.json")
-            write_report(results, out)
+            path = write_report(results, out)
+        if progress:
+            print(f"report: {path.resolve()}", flush=True)
         return results
 
 
@@ -83,8 +90,6 @@ def _check_device(device: str) -> None:
 def run_from_cli(config: str | None, *, out_dir: str, device: str | None = None, quick: bool = False,
                  seed: int | None = None, force: bool = False) -> Results:
     """``torchtrust run``: ``device``/``seed`` override the config's only when given (not ``None``)."""
-    import click
-
     exp = Experiment.from_toml(config, quick=quick, device=device, seed=seed) if config else \
         Experiment.default(quick=quick, device=device, seed=seed)
     if exp.config.device == "cuda":
@@ -93,8 +98,4 @@ def run_from_cli(config: str | None, *, out_dir: str, device: str | None = None,
         if not torch.cuda.is_available():
             where = "--device cuda was given" if device == "cuda" else f"{config} sets device = \"cuda\""
             raise RuntimeError(f"{where} but CUDA is not available here; use --device cpu")
-    results = exp.run(out_dir, force=force)
-    if results.rank == 0:
-        click.echo(str(results))
-        click.echo(f"report written to {Path(out_dir).resolve() / 'index.html'}")
-    return results
+    return exp.run(out_dir, force=force)

@@ -5,6 +5,7 @@ error bars, their maps shown side by side in rank order."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -109,7 +110,8 @@ def stage_attribution(ctx: RunContext) -> dict[str, Any]:
         out["figures"] += ["randomization_ssim.png", "randomization_grid.png"]
     advance(len(good))
 
-    alignment = [input_alignment(model, x, y, method=m) for m in good.values()]
+    alignment = [dataclasses.replace(input_alignment(model, x, y, method=m), method=label)
+                 for label, m in good.items()]
     out[f"input alignment (trained {model_name})"] = {
         label: {"mean cos(A, x)": res.mean} for label, res in zip(good, alignment)}
     plots.alignment_bars(alignment, path=ctx.figure("alignment"), title=f"input alignment, {model_name}")
@@ -117,7 +119,8 @@ def stage_attribution(ctx: RunContext) -> dict[str, Any]:
     advance(len(good))
 
     if a["sufficiency"]:
-        suff = [key_information_sufficiency(model, x, y, method=m, seed=cfg.seed) for m in good.values()]
+        suff = [dataclasses.replace(key_information_sufficiency(model, x, y, method=m, seed=cfg.seed), method=label)
+                for label, m in good.items()]
         out["key-information sufficiency (share of predictions unchanged)"] = {
             label: {f"top {k:g}%": v for k, v in zip(s.ks, s.unchanged)} for label, s in zip(good, suff)}
         plots.sufficiency_curves(suff, path=ctx.figure("sufficiency"), title="keep the top-k% attributed pixels")

@@ -64,8 +64,14 @@ from ..methods import Scale
 #: section -> method kind, from the table of kinds (:mod:`toolkit_core.kinds`)
 METHOD_SECTIONS = experiment_sections()
 SETTINGS_SECTIONS = ("data", "model", "train", "analysis", "generative")
-TOP_KEYS = ("seed", "device", "stages")
+TOP_KEYS = ("seed", "seeds", "device", "stages")
 STAGES = ("train", "robustness", "attribution", "generative", "metrics")
+#: What each stage needs from the others; asking for a stage pulls in what it needs (checked before any work).
+STAGE_NEEDS: dict[str, tuple[str, ...]] = {"robustness": ("train",), "attribution": ("train",),
+                                           "metrics": ("train",)}
+#: Stages cheap enough to repeat over seeds (``seeds``, default 3; quick 1); the others run on the first seed.
+SEEDED_STAGES = ("train", "robustness", "metrics")
+DEFAULT_SEEDS = (3, 1)  # (full, quick)
 
 #: Settings and their defaults (full, quick). Types are checked against the full default.
 SETTINGS: dict[str, dict[str, tuple[Any, Any]]] = {
@@ -146,6 +152,7 @@ class MethodSpec:
     line: int | None = None
     attack: MethodSpec | None = None  # for defenses: the attack used in training
     key_lines: dict[str, int] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    alias: str | None = None  # ``label = "..."`` in the config, or set by :func:`assign_labels`
 
     def line_of(self, message: str) -> int | None:
         """The line of the first parameter a message names, else the line of the method's name."""
@@ -155,14 +162,22 @@ class MethodSpec:
         return self.key_lines.get("name", self.line)
 
     @property
-    def label(self) -> str:
+    def full_label(self) -> str:
+        """The name with every parameter given, e.g. ``pgd(eps=0.1,steps=20)``."""
         if not self.params and self.attack is None:
             return self.name
         short = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
         return f"{self.name}({short})" if short else self.name
 
+    @property
+    def label(self) -> str:
+        """What reports show: the alias, else the full label (configs shorten it with :func:`assign_labels`)."""
+        return self.alias or self.full_label
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "label": self.label, "params": self.params}
+        if self.full_label != self.label:
+            d["full_label"] = self.full_label
         if self.attack is not None:
             d["attack"] = self.attack.to_dict()
         return d
@@ -174,6 +189,8 @@ class ExperimentConfig:
     device: str = "cpu"
     quick: bool = False
     stages: tuple[str, ...] = STAGES
+    seeds: int = 1  # the seeded stages run for seed, seed + 1, ..., seed + seeds - 1
+    pulled_in: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # stage -> the stages needing it
     settings: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     methods: dict[str, list[MethodSpec]] = dataclasses.field(default_factory=dict)
     source: str = "<default>"
@@ -197,8 +214,8 @@ class ExperimentConfig:
         return {"model": workload[0].label if workload[0] is not None else "digits CNN", "data": workload[1].label}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "device": self.device, "quick": self.quick, "stages": list(self.stages),
-                "workload": self.names(),
+        return {"seed": self.seed, "seeds": self.seeds, "device": self.device, "quick": self.quick,
+                "stages": list(self.stages), "pulled_in": self.pulled_in, "workload": self.names(),
                 "settings": self.settings,
                 "methods": {k: [m.to_dict() for m in v] for k, v in self.methods.items()}}
 
@@ -362,9 +379,13 @@ def _method_spec(entry: Any, section: str, index: int, lines: _Lines, problems: 
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
         problems.append((where, f"each [[{section}]] entry needs name = \"...\" (a registered method name)"))
         return None
-    params = {k: v for k, v in entry.items() if k not in ("name", "attack")}
+    params = {k: v for k, v in entry.items() if k not in ("name", "attack", "label")}
     key_lines = {k: line for k in entry if (line := lines.of(section, index, k)) is not None}
-    spec = MethodSpec(entry["name"], params, where, key_lines=key_lines)
+    alias = entry.get("label")
+    if alias is not None and (not isinstance(alias, str) or not alias.strip()):
+        problems.append((lines.of(section, index, "label"), f"label must be a non-empty string, got {alias!r}"))
+        alias = None
+    spec = MethodSpec(entry["name"], params, where, key_lines=key_lines, alias=alias)
     if "attack" in entry:
         if section != "defenses":
             problems.append((lines.of(section, index, "attack"), "only defenses take an attack table"))
@@ -402,12 +423,19 @@ def build_config(raw: dict[str, Any], *, quick: bool = False, text: str = "", so
     bad = [s for s in stages if s not in STAGES] if isinstance(stages, list) else [stages]
     if bad:
         problems.append((lines.of("stages"), f"unknown stage(s) {bad}; valid: {', '.join(STAGES)}"))
-    else:
-        cfg.stages = tuple(s for s in STAGES if s in stages)
     cfg.settings = _settings(raw, quick, lines, problems)
     for section, line_key, problem in workload_problems(cfg.settings):
         problems.append((lines.of(section, 0, line_key), problem))
     workload = cfg.workload if not any(p[1].startswith(("model.", "data.", "[model]")) for p in problems) else None
+    # the bundled data repeats the cheap stages over seeds; a user's model and data run once unless asked
+    seeds = raw.get("seeds", DEFAULT_SEEDS[1] if quick or workload is not None else DEFAULT_SEEDS[0])
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+        problems.append((lines.of("seeds"), f"seeds must be a positive integer (how many seeds the "
+                                            f"{', '.join(SEEDED_STAGES)} stages run), got {seeds!r}"))
+    else:
+        cfg.seeds = seeds
+    if not bad:  # a given [model] (checkpoint) stands in for the trained one: train is then optional
+        cfg.stages, cfg.pulled_in = resolve_stages(stages, model_given=workload is not None and workload[0] is not None)
     for section, kind in METHOD_SECTIONS.items():
         if section not in raw:
             cfg.methods[section] = default_methods(kind, scale_of(cfg.settings, quick))
@@ -460,6 +488,12 @@ def build_config(raw: dict[str, Any], *, quick: bool = False, text: str = "", so
         warnings.warn("left out of the default experiment (they cannot be created with their defaults; "
                       "`torchtrust doctor` shows them): " + "; ".join(cfg.left_out.values()), UserWarning,
                       stacklevel=3)
+    for section, specs in cfg.methods.items():
+        index = {id(s): i for i, s in enumerate(specs)}
+        for label, clash in assign_labels(specs).items():
+            where = [s.key_lines.get("label", s.line) for s in clash]
+            problems.append((where[-1], f"[[{section}]] entries {[index[id(s)] + 1 for s in clash]} share the "
+                                        f"label '{label}'; give each a distinct label = \"...\""))
     if problems:
         raise ConfigError(sorted(problems, key=lambda p: p[0] or 0), source)
     return cfg
@@ -482,6 +516,66 @@ def _give_defenses_the_training_attack(cfg: ExperimentConfig, lines: _Lines, pro
             continue
         if takes_attack and spec.attack is None and attack is not None:
             spec.attack = dataclasses.replace(attack, params=dict(attack.params))
+
+
+def resolve_stages(requested, model_given: bool = False) -> tuple[tuple[str, ...], dict[str, list[str]]]:
+    """The requested stages plus every stage they need (:data:`STAGE_NEEDS`), in run order.
+
+    Returns ``(stages, pulled_in)`` where ``pulled_in`` maps each added stage to the stages needing it.
+    ``model_given``: the config's [model] is the model to evaluate, so ``train`` is not needed.
+    """
+    wanted = set(requested)
+    pulled: dict[str, list[str]] = {}
+    todo = list(requested)
+    while todo:
+        stage = todo.pop()
+        for need in STAGE_NEEDS.get(stage, ()):
+            if need == "train" and model_given:
+                continue
+            if need not in wanted:
+                wanted.add(need)
+                todo.append(need)
+            if need not in requested:
+                pulled.setdefault(need, [])
+                if stage not in pulled[need]:
+                    pulled[need].append(stage)
+    return tuple(s for s in STAGES if s in wanted), pulled
+
+
+def _param_text(value: Any) -> str:
+    return value.label if isinstance(value, MethodSpec) else str(value)
+
+
+def assign_labels(specs: list[MethodSpec]) -> dict[str, list[MethodSpec]]:
+    """Give every spec without an alias the shortest label that tells it apart from its namesakes.
+
+    A method that appears once is labelled by its name; variants of one method show only the
+    parameters that differ between them (``lrp``, ``lrp(composite=epsilon_plus_flat)``). Returns the
+    labels that still clash (two entries with the same alias, or identical entries), each with its specs.
+    """
+    by_name: dict[str, list[MethodSpec]] = {}
+    for s in specs:
+        by_name.setdefault(s.name, []).append(s)
+    for group in by_name.values():
+        free = [s for s in group if s.alias is None]
+        if len(group) == 1:
+            for s in free:
+                s.alias = s.name
+            continue
+        keys = sorted({k for s in group for k in s.params} | ({"attack"} if any(s.attack for s in group) else set()))
+
+        def value(s: MethodSpec, k: str) -> str | None:
+            v = s.attack if k == "attack" else s.params.get(k)
+            return None if v is None else _param_text(v)
+
+        differing = [k for k in keys if len({value(s, k) for s in group}) > 1]
+        for s in free:
+            shown = [f"{k}={value(s, k)}" for k in differing if value(s, k) is not None]
+            s.alias = f"{s.name}({','.join(shown)})" if shown else s.name
+    seen: dict[str, list[MethodSpec]] = {}
+    for s in specs:
+        seen.setdefault(s.label, []).append(s)
+    return {label: group for label, group in seen.items() if len(group) > 1}
 
 
 def _check_method(spec: MethodSpec, kind: str, problems: list, created: bool = True) -> bool:

@@ -10,28 +10,50 @@ import torch
 from .runner import RunContext
 
 
-def plot_training(ctx: RunContext, rows: dict[str, dict], names: tuple[str, str] = ("digits CNN", "digits")) -> None:
-    """``names``: (model, data) as the report names them."""
-    columns = {"train": [r["train_acc"] for r in rows.values()], "test": [r["test_acc"] for r in rows.values()]}
-    grouped_bars(ctx, "training", list(rows), columns, "clean accuracy", f"{names[0]} on {names[1]}: clean accuracy")
+def plot_training(ctx: RunContext, rows: dict[str, dict], std: dict[str, dict] | None = None,
+                  flagged: frozenset[str] = frozenset(), names: tuple[str, str] = ("digits CNN", "digits")) -> None:
+    """``names``: (model, data) as the report names them; ``std``: per-model spread over seeds (whiskers)."""
+    cols = ("train_acc", "test_acc")
+    columns = {c.split("_")[0]: [r[c] for r in rows.values()] for c in cols}
+    errors = None if std is None else {c.split("_")[0]: [(std.get(m) or {}).get(c) for m in rows] for c in cols}
+    grouped_bars(ctx, "training", list(rows), columns, "clean accuracy", f"{names[0]} on {names[1]}: clean accuracy",
+                 errors=errors, flagged=flagged)
 
 
 def grouped_bars(ctx: RunContext, name: str, groups: list[str], columns: dict[str, list[float]], ylabel: str,
-                 title: str) -> None:
-    """One group of bars per model, one bar per column, accuracies in [0, 1]; saved as ``name``.png."""
+                  title: str, errors: dict[str, list[float | None]] | None = None,
+                  flagged: frozenset[str] = frozenset()) -> None:
+    """One group of bars per model, one bar per column, accuracies in [0, 1]; saved as ``name``.png.
+
+    ``errors`` (same shape as ``columns``) draws +-1 std whiskers; ``flagged`` groups are hatched and
+    marked in their tick label. The legend sits to the right of the axes, outside the data.
+    """
     import matplotlib.pyplot as plt
 
     width = 0.8 / len(columns)
-    fig, ax = plt.subplots(figsize=(2.6 + 1.2 * len(groups), 3.4))
+    fig, ax = plt.subplots(figsize=(3.4 + 0.55 * len(groups) * max(1, len(columns) / 2), 3.4))
     for j, (col, vals) in enumerate(columns.items()):
-        ax.bar([i + (j - (len(columns) - 1) / 2) * width for i in range(len(groups))], vals, width, label=col)
-    ax.set_xticks(range(len(groups)), groups, rotation=20, ha="right", fontsize=8)
-    ax.set_ylim(0, 1)
+        xs = [i + (j - (len(columns) - 1) / 2) * width for i in range(len(groups))]
+        err = None
+        if errors is not None and any(e is not None for e in errors.get(col, [])):
+            err = [e or 0.0 for e in errors[col]]
+        bars = ax.bar(xs, vals, width, label=col, color=f"C{j}", yerr=err, capsize=2 if err else 0,
+                      error_kw={"lw": 0.8})
+        for bar, g in zip(bars, groups):
+            if g in flagged:
+                bar.set_hatch("///")
+                bar.set_alpha(0.5)
+    ticks = [f"{g}\n(flagged)" if g in flagged else g for g in groups]
+    ax.set_xticks(range(len(groups)), ticks, rotation=20, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.02)
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=7, ncol=min(len(columns), 5))
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=f"C{j}", label=col) for j, col in enumerate(columns)]  # plain, even if bar 0 is hatched
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(ctx.figure(name), dpi=110)
+    fig.savefig(ctx.figure(name), dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -43,54 +65,106 @@ def robust_columns(entry: dict[str, Any]) -> dict[str, float]:
     return cols
 
 
-def plot_robustness(ctx: RunContext, table: dict[str, dict], data: str = "digits") -> None:
+def plot_robustness(ctx: RunContext, table: dict[str, dict], std: dict[str, dict] | None = None,
+                    flagged: frozenset[str] = frozenset(), data: str = "digits") -> None:
     rows = {m: robust_columns(v) for m, v in table.items()}
     columns = {col: [r[col] for r in rows.values()] for col in next(iter(rows.values()))}
+    errors = None
+    if std is not None:
+        errs = {m: robust_columns(fill_std(std.get(m) or {}, v)) for m, v in table.items()}
+        errors = {col: [errs[m][col] for m in rows] for col in columns}
     grouped_bars(ctx, "robustness", list(rows), columns, "accuracy",
-                 f"{data} test set: clean, per-attack and worst-case accuracy")
+                 f"{data} test set: clean, per-attack and worst-case accuracy", errors=errors, flagged=flagged)
 
 
-def plot_metrics(ctx: RunContext, table: dict[str, dict[str, dict[str, float]]]) -> None:
-    """One small panel per metric: its headline value (first key) for every model."""
+def fill_std(std: dict[str, Any], like: dict[str, Any]) -> dict[str, Any]:
+    """A robustness entry's std tree with the same keys as the entry (missing -> None)."""
+    return {"clean_accuracy": std.get("clean_accuracy"), "worst_case_accuracy": std.get("worst_case_accuracy"),
+            "attacks": {k: {"accuracy": ((std.get("attacks") or {}).get(k) or {}).get("accuracy")}
+                        for k in like["attacks"]}}
+
+
+def plot_metrics(ctx: RunContext, table: dict[str, dict[str, dict[str, float]]],
+                  std: dict[str, dict[str, dict[str, float]]] | None = None,
+                  flagged: frozenset[str] = frozenset(), directions: dict[str, dict[str, bool]] | None = None) -> None:
+    """One panel per metric: its headline value for every model, +-1 std whiskers.
+
+    The headline is the metric's first declared ``higher_is_better`` key that it returned (else its
+    first key); the panel title says which direction is better.
+
+    Flagged models (e.g. at chance) and non-finite values are drawn grey and left out of the axis
+    range, so one collapsed model does not squash the others; an off-scale bar is clipped and labelled.
+    """
     import matplotlib.pyplot as plt
 
     names = list(table)
-    cols = min(4, len(names))
+    cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    models = list(dict.fromkeys(m for per in table.values() for m in per))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 0.45 + (0.22 * len(models) + 0.7) * rows),
+                             squeeze=False)
     for ax, name in zip(axes.flat, names):
-        models = list(table[name])
-        key = next(iter(table[name][models[0]]))
-        ax.barh(models, [table[name][m][key] for m in models], color="#4c72b0")
-        ax.set_title(f"{name}: {key}", fontsize=8)
+        present = [m for m in models if m in table[name]]
+        returned = table[name][present[0]]
+        declared = (directions or {}).get(name, {})
+        key = next((k for k in declared if k in returned), next(iter(returned)))
+        vals = [table[name][m][key] for m in present]
+        errs = [((std or {}).get(name, {}).get(m) or {}).get(key) or 0.0 for m in present]
+        ok = [i for i, (m, v) in enumerate(zip(present, vals)) if m not in flagged and finite(v)]
+        if ok:
+            lo = min(min(vals[i] - errs[i] for i in ok), 0.0)
+            hi = max(max(vals[i] + errs[i] for i in ok), 0.0)
+            pad = 0.08 * (hi - lo or abs(hi) or 1.0)
+            lo, hi = lo - (pad if lo < 0 else 0), hi + pad
+        else:
+            lo, hi = 0.0, 1.0
+        shown = [min(max(v, lo), hi) if finite(v) else 0.0 for v in vals]
+        colors = ["#4c72b0" if i in ok else "#bbbbbb" for i in range(len(present))]
+        ax.barh(range(len(present)), shown, color=colors,
+                xerr=[errs[i] if i in ok else 0 for i in range(len(present))], error_kw={"lw": 0.8})
+        for i, v in enumerate(vals):
+            if i not in ok:
+                why = "flagged" if present[i] in flagged else "not finite"
+                ax.text(shown[i], i, f" {v:.3g} ({why})", va="center", fontsize=6, color="#a00")
+        ax.set_yticks(range(len(present)), present)
+        ax.invert_yaxis()
+        ax.set_xlim(lo, hi)
+        better = {True: " (higher is better)", False: " (lower is better)"}.get(declared.get(key), "")
+        ax.set_title(f"{name}: {key}{better}", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    fig.subplots_adjust(left=0.12, right=0.98, hspace=0.6, wspace=0.9)
-    fig.savefig(ctx.figure("metrics"), dpi=100)
+    fig.tight_layout()
+    fig.savefig(ctx.figure("metrics"), dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
+def finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
 def heatmap_grid(path, x: torch.Tensor, maps: dict[str, torch.Tensor], title: str) -> None:
+    import textwrap
+
     import matplotlib.pyplot as plt
 
     from ..analysis.plots import heatmap_array
 
     rows, cols = x.shape[0], len(maps) + 1
-    fig, axes = plt.subplots(rows, cols, figsize=(1.35 * cols, 1.35 * rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.35 * cols, 1.35 * rows + 0.7), squeeze=False)
     for i in range(rows):
         img = x[i].detach().cpu().permute(1, 2, 0).numpy()
         axes[i, 0].imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
         for j, (label, m) in enumerate(maps.items(), start=1):
             axes[i, j].imshow(heatmap_array(m[i]), cmap="bwr", vmin=-1, vmax=1)
             if i == 0:
-                axes[i, j].set_title(label, fontsize=6)
-    axes[0, 0].set_title("input", fontsize=6)
+                axes[i, j].set_title("\n".join(textwrap.wrap(label, 17)), fontsize=8)
+    axes[0, 0].set_title("input", fontsize=8)
     for ax in axes.flat:
         ax.axis("off")
-    fig.suptitle(title, fontsize=8)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
 
 

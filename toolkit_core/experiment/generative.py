@@ -63,8 +63,9 @@ def stage_generative(ctx: RunContext) -> dict[str, Any]:
     reference = {f"{m} / {name} (PacGAN Table 1)": {"modes": v[0], "high quality %": v[1], "reverse KL": v[2]}
                  for m in g["mixtures"] for name, v in PACGAN_TABLE1[m].items()}
     all_modes = [k for k, v in runs.items() if v["all modes on every seed"]]
+    every = f"on every one of {g['seeds']} seeds" if g["seeds"] > 1 else "on its single seed"
     return {"table": runs, "PacGAN Table 1 (published)": reference, "figures": ["gan_samples.png"],
-            "summary": f"{len(runs)} run(s); all modes on every seed: {', '.join(all_modes) or 'none'}"}
+            "summary": f"{len(runs)} run(s); all modes {every}: {', '.join(all_modes) or 'none'}"}
 
 
 def _mean_std(stats: list[dict[str, float]], n_modes: int) -> dict[str, Any]:

@@ -20,6 +20,7 @@ def stage_metrics(ctx: RunContext) -> dict[str, Any]:
     specs = cfg.methods["metrics"]
     table: dict[str, dict[str, dict[str, float]]] = {}
     directions: dict[str, dict[str, bool]] = {}
+    definitions: dict[str, dict[str, str]] = {}
     errors: dict[str, str] = {}
     skipped = {}
     for spec in list(specs):
@@ -33,6 +34,7 @@ def stage_metrics(ctx: RunContext) -> dict[str, Any]:
             seed_everything(cfg.seed)
             metric = instantiate(spec, "metric")
             directions[spec.label] = dict(metric.higher_is_better)
+            definitions[spec.label] = dict(getattr(metric, "definitions", {}) or {})
             try:
                 values = metric.compute(model, DataLoader(test, batch_size=batch_size))
             except Exception as exc:  # one metric's failure is reported, the others still run
@@ -44,5 +46,6 @@ def stage_metrics(ctx: RunContext) -> dict[str, Any]:
     if table:
         plot_metrics(ctx, table)
     summary = f"{len(table)} metric(s) x {len(ctx.models)} model(s)" + (f", {len(errors)} error(s)" if errors else "")
-    return {"table": table, "higher_is_better": directions, "errors": errors, "skipped": skipped,
+    return {"table": table, "higher_is_better": directions, "definitions": definitions, "errors": errors,
+            "skipped": skipped,
             "figures": ["metrics.png"] if table else [], "summary": summary}

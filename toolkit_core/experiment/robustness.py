@@ -124,7 +124,7 @@ def stage_robustness(ctx: RunContext) -> dict[str, Any]:
     summary = []
     if table:
         if is_main(ctx):
-            plot_robustness(ctx, table, names(ctx)[1])
+            plot_robustness(ctx, table, data=names(ctx)[1])
         out["figures"].append("robustness.png")
         worst = {k: v["worst_case_accuracy"] for k, v in table.items()}
         best = max(worst, key=lambda k: worst[k] or 0)

@@ -61,8 +61,9 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
         ctx.models[label] = model.eval()
         advance()
     if is_main(ctx):
-        plot_training(ctx, rows, names(ctx))
+        plot_training(ctx, rows, names=names(ctx))
     best = max(rows.values(), key=lambda r: r["test_acc"])
     ctx.data["reused_models"] = reused  # bookkeeping for the runner, not a result
     return {"models": rows, "figures": ["training.png"],
+            "data": {"train": len(train), "test": len(test), "size": cfg.get("data", "size")},
             "summary": f"{len(rows)} model(s); best test accuracy {best['test_acc']:.3f}"}

@@ -1,0 +1,118 @@
+"""Health checks on an experiment's results: what a reader must know before trusting a figure.
+
+Each check returns :class:`Flag` records; the report lists them at the top, marks the flagged rows in
+their section, and leaves flagged values out of axis scaling.
+
+* **at chance**: a model whose test accuracy is at most ``1/C + CHANCE_MARGIN`` (``C`` classes) has
+  learned nothing; its metrics and robustness numbers describe a collapsed model.
+* **train/test gap**: ``train_acc - test_acc > GAP_THRESHOLD``: the model overfits the training subset.
+* **gradient masking** (the signs of Athalye, Carlini & Wagner 2018, arXiv:1802.00420, sec. 3.1, and
+  Carlini et al. 2019, arXiv:1902.06705): a single-step attack that beats an iterative attack of the
+  same or larger budget by more than ``MASKING_MARGIN``; an iterative attack that leaves accuracy within
+  ``MASKING_MARGIN`` of the clean accuracy of a model that is not at chance.
+* **NaN metric**: a metric value that is NaN or infinite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+CHANCE_MARGIN = 0.05
+GAP_THRESHOLD = 0.15
+MASKING_MARGIN = 0.02
+
+__all__ = ["Flag", "check_all", "collapsed_models"]
+
+
+@dataclasses.dataclass
+class Flag:
+    """One finding: which stage, which subject (a model, a metric on a model), what, how bad."""
+
+    check: str  # "at chance" | "train/test gap" | "gradient masking" | "NaN metric"
+    stage: str
+    subject: str
+    message: str
+    severity: str = "warning"  # "error": exclude the subject from comparisons; "warning": read with care
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_training(train: dict[str, Any], num_classes: int = 10) -> list[Flag]:
+    flags = []
+    chance = 1.0 / num_classes
+    for label, row in train.get("models", {}).items():
+        test, tr = row.get("test_acc"), row.get("train_acc")
+        if _finite(test) and test <= chance + CHANCE_MARGIN:
+            flags.append(Flag("at chance", "train", label,
+                              f"{label}: test accuracy {test:.3f} is at chance (1/{num_classes} = {chance:.2f}); "
+                              "its robustness and metric values describe a collapsed model", "error"))
+        if _finite(test) and _finite(tr) and tr - test > GAP_THRESHOLD:
+            flags.append(Flag("train/test gap", "train", label,
+                              f"{label}: train accuracy {tr:.3f} exceeds test accuracy {test:.3f} by "
+                              f"{tr - test:.3f} (> {GAP_THRESHOLD})"))
+    return flags
+
+
+def _is_single_step(params: dict[str, Any]) -> bool:
+    return "steps" not in params
+
+
+def check_robustness(robustness: dict[str, Any], collapsed: set[str] = frozenset()) -> list[Flag]:
+    flags = []
+    for label, row in robustness.get("table", {}).items():
+        clean = row.get("clean_accuracy")
+        attacks = row.get("attacks", {})
+        for a, ra in attacks.items():
+            pa = ra.get("params", {})
+            if not _is_single_step(pa) and label not in collapsed and _finite(clean) and _finite(ra.get("accuracy")) \
+                    and clean > 0.2 and clean - ra["accuracy"] < MASKING_MARGIN:
+                flags.append(Flag("gradient masking", "robustness", label,
+                                  f"{label}: iterative attack {a} lowers accuracy by only "
+                                  f"{clean - ra['accuracy']:.3f} from clean {clean:.3f}; gradients may be masked"))
+            for b, rb in attacks.items():
+                pb = rb.get("params", {})
+                if not (_is_single_step(pa) and not _is_single_step(pb)):
+                    continue
+                if not (_finite(ra.get("accuracy")) and _finite(rb.get("accuracy"))):
+                    continue
+                if pb.get("eps", math.inf) >= pa.get("eps", math.inf) and \
+                        ra["accuracy"] < rb["accuracy"] - MASKING_MARGIN:
+                    flags.append(Flag("gradient masking", "robustness", label,
+                                      f"{label}: single-step {a} (accuracy {ra['accuracy']:.3f}) beats iterative "
+                                      f"{b} ({rb['accuracy']:.3f}) at the same or larger eps: a sign of masked "
+                                      "gradients (Athalye et al. 2018)"))
+    return flags
+
+
+def check_metrics(metrics: dict[str, Any]) -> list[Flag]:
+    flags = []
+    for name, per_model in metrics.get("table", {}).items():
+        for label, values in per_model.items():
+            bad = sorted(k for k, v in values.items() if "/" not in k and not _finite(v))
+            if bad:
+                flags.append(Flag("NaN metric", "metrics", f"{name} on {label}",
+                                  f"{name} on {label}: {', '.join(bad)} is NaN or infinite", "error"))
+    return flags
+
+
+def collapsed_models(flags: list[Flag]) -> set[str]:
+    """Models whose numbers are left out of axis scaling (at chance)."""
+    return {f.subject for f in flags if f.check == "at chance"}
+
+
+def check_all(stages: dict[str, dict[str, Any]], num_classes: int = 10) -> list[Flag]:
+    """Every check that applies to the stages present."""
+    flags = check_training(stages["train"], num_classes) if "train" in stages else []
+    collapsed = collapsed_models(flags)
+    if "robustness" in stages:
+        flags += check_robustness(stages["robustness"], collapsed)
+    if "metrics" in stages:
+        flags += check_metrics(stages["metrics"])
+    return flags
