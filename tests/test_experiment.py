@@ -18,11 +18,42 @@ from toolkit_core.experiment import ConfigError, Experiment
 from toolkit_core.experiment.config import STAGES
 from toolkit_core.testing import with_plugin_on_path
 
+FIGURE_TEXT: dict[str, dict[str, list[list[str]]]] = {}  # figure file -> legend / tick labels per axes
+
+
+def _record_figure_text(savefig):
+    """Wrap Figure.savefig: record each axes' legend entries and categorical tick labels, and whether a
+    legend overlaps its axes' data area, from the very objects matplotlib draws."""
+
+    def wrapped(fig, fname, *args, **kwargs):
+        fig.canvas.draw()
+        rec = FIGURE_TEXT.setdefault(Path(str(fname)).name, {"legends": [], "ticks": [], "legend_over_data": []})
+        for ax in fig.axes:
+            legend = ax.get_legend()
+            if legend is not None:
+                rec["legends"].append([t.get_text() for t in legend.get_texts()])
+                box, area = legend.get_window_extent(), ax.get_window_extent()
+                rec["legend_over_data"].append(box.overlaps(area))
+            for labels in (ax.get_xticklabels(), ax.get_yticklabels()):
+                texts = [t.get_text() for t in labels if t.get_text()]
+                if texts and not all(t.replace(".", "").replace("−", "").replace("-", "").isdigit() for t in texts):
+                    rec["ticks"].append(texts)
+        return savefig(fig, fname, *args, **kwargs)
+
+    return wrapped
+
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
+    from matplotlib.figure import Figure
+
     out = tmp_path_factory.mktemp("report")
-    results = Experiment.default(quick=True).run(out, progress=False)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(Figure, "savefig", _record_figure_text(Figure.savefig))
+    try:
+        results = Experiment.default(quick=True).run(out, progress=False)
+    finally:
+        mp.undo()
     return out, results
 
 
@@ -55,6 +86,47 @@ def test_quick_default_experiment_holds_every_stage_with_numbers(quick_run):
             assert (out / fig).stat().st_size > 1000, fig
     html = (out / "index.html").read_text()
     assert html.count("data:image/png;base64,") == sum(len(s.get("figures", [])) for s in data["stages"].values())
+
+
+def test_no_figure_repeats_a_label_or_puts_its_legend_over_the_data(quick_run):
+    assert {"training.png", "robustness.png", "alignment.png", "sufficiency.png", "metrics.png"} <= set(FIGURE_TEXT)
+    for name, rec in FIGURE_TEXT.items():
+        for labels in rec["legends"] + rec["ticks"]:
+            assert len(labels) == len(set(labels)), f"{name}: repeated labels {labels}"
+        assert not any(rec["legend_over_data"]), f"{name}: a legend overlaps its axes"
+    alignment_ticks = FIGURE_TEXT["alignment.png"]["ticks"][0]
+    assert {"lrp", "lrp(eps+flat)", "lrp(z+)"} <= set(alignment_ticks)
+
+
+def test_report_explains_every_section_and_defines_every_metric_key(quick_run):
+    import re
+
+    out, results = quick_run
+    page = (out / "index.html").read_text()
+    for stage in STAGES:
+        section = page.split(f"<section id='{stage}'>", 1)[1].split("</section>", 1)[0]
+        intro = re.search(r"<p class='intro'>(.*?)</p>", section, re.S).group(1)
+        assert 2 <= intro.count(". ") + 1 <= 6 and len(intro) > 150, (stage, intro)
+    assert "eps 0.1 (pixels in [0, 1])" in page  # the threat model is stated
+    glossary = page.split("<section id=\"glossary\">", 1)[1]
+    for name, per_model in results["metrics"]["table"].items():
+        cls = toolkit_core.get_info(name).cls
+        for key in {k.split("/", 1)[0] for vals in per_model.values() for k in vals}:
+            definition = cls.definitions[key]
+            assert f"<dt>{name}: {key}</dt><dd>{definition}</dd>" in glossary.replace("&#x27;", "'")
+    assert "Health checks" in page.split("<nav>", 1)[0]
+    assert "published anchors and claims:" in page and "PacGAN Table 1" in page
+
+
+def test_collapsed_model_is_flagged_and_left_out_of_the_metric_axes(quick_run):
+    out, results = quick_run
+    data = json.loads((out / "results.json").read_text())
+    models = data["stages"]["train"]["models"]
+    flagged = {f["subject"] for f in data["health"] if f["check"] == "at chance"}
+    assert flagged == {k for k, r in models.items() if r["test_acc"] < 0.2}
+    page = (out / "index.html").read_text()
+    for label in flagged:
+        assert f"{label} ⚠" in page
 
 
 def test_rerun_resumes_finished_stages_with_the_same_numbers(quick_run):
@@ -147,12 +219,15 @@ def test_report_opens_in_headless_chromium_and_shows_every_image(quick_run, tmp_
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-         "--virtual-time-budget=5000", "--dump-dom", (out / "index.html").resolve().as_uri()],
+         "--window-size=1280,900", "--virtual-time-budget=5000", "--dump-dom", (out / "index.html").resolve().as_uri()],
         capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f'data-images-loaded="{n_figures}/{n_figures}"' in proc.stdout
     assert "Uncaught" not in proc.stderr  # no JavaScript error on the page
+    # at 1280 px no element is wider than the viewport (wide tables scroll inside their own box)
+    assert 'data-viewport="1280"' in proc.stdout or "data-viewport=\"12" in proc.stdout
+    assert 'data-too-wide="none"' in proc.stdout, proc.stdout.split("data-too-wide=", 1)[1][:200]
 
 
 def test_cli_run_rejects_cuda_without_a_gpu(tmp_path):
@@ -164,3 +239,74 @@ def test_cli_run_rejects_cuda_without_a_gpu(tmp_path):
     cfg.write_text('stages = ["train"]\n')
     res = CliRunner().invoke(cli, ["run", str(cfg), "--device", "cuda", "--out", str(tmp_path / "o")])
     assert res.exit_code == 1 and "CUDA is not available" in res.stderr
+
+
+def test_stage_dependencies_are_pulled_in_before_any_work():
+    from toolkit_core.experiment.config import resolve_stages
+
+    for stage in ("robustness", "attribution", "metrics"):
+        exp = Experiment.from_dict({"stages": [stage]}, quick=True)
+        assert exp.config.stages == ("train", stage) and exp.config.pulled_in == {"train": [stage]}
+    assert resolve_stages(["generative"]) == (("generative",), {})
+    assert resolve_stages(["metrics", "train"]) == (("train", "metrics"), {})
+
+
+def test_variant_labels_are_unique_and_short():
+    exp = Experiment.default(quick=True)
+    for section, specs in exp.config.methods.items():
+        labels = [s.label for s in specs]
+        assert len(labels) == len(set(labels)), (section, labels)
+    from toolkit_core.experiment.config import MethodSpec, assign_labels
+
+    specs = [MethodSpec("pgd", {"eps": 0.1, "steps": 10}), MethodSpec("pgd", {"eps": 0.3, "steps": 10}),
+             MethodSpec("fgsm", {"eps": 0.1})]
+    assert assign_labels(specs) == {}
+    assert [s.label for s in specs] == ["pgd(eps=0.1)", "pgd(eps=0.3)", "fgsm"]
+
+
+def test_duplicate_alias_is_a_config_error_with_its_line(tmp_path):
+    bad = tmp_path / "dup.toml"
+    bad.write_text('[[attacks]]\nname = "pgd"\nlabel = "x"\n[[attacks]]\nname = "fgsm"\nlabel = "x"\n')
+    with pytest.raises(ConfigError) as err:
+        Experiment.from_toml(bad)
+    assert err.value.problems[0][0] == 6 and "share the label 'x'" in str(err.value)
+
+
+def test_seeded_stages_report_mean_and_std_over_seeds_and_print_one_line_per_stage(tmp_path, capsys):
+    import statistics
+
+    cfg = {"stages": ["metrics"], "seeds": 2, "defenses": [], "data": {"train_size": 200, "test_size": 60},
+           "train": {"epochs": 1}, "metrics": [{"name": "margin"}]}
+    res = Experiment.from_dict(cfg, quick=True).run(tmp_path, progress=True)
+    printed = capsys.readouterr().out
+    per_seed = [json.loads((tmp_path / "state" / "train.json").read_text())["results"],
+                json.loads((tmp_path / "seeds" / "seed1" / "state" / "train.json").read_text())["results"]]
+    accs = [r["models"]["plain"]["test_acc"] for r in per_seed]
+    assert res["train"]["models"]["plain"]["test_acc"] == pytest.approx(statistics.mean(accs))
+    std = res["train"]["over_seeds"]["std"]["models"]["plain"]["test_acc"]
+    assert std == pytest.approx(statistics.stdev(accs))
+    assert res["train"]["over_seeds"]["values"]["models"]["plain"]["test_acc"] == accs
+    margins = [json.loads((d / "state" / "metrics.json").read_text())["results"]["table"]["margin"]["plain"]
+               for d in (tmp_path, tmp_path / "seeds" / "seed1")]
+    assert res["metrics"]["table"]["margin"]["plain"]["margin_p10"] == pytest.approx(
+        statistics.mean(m["margin_p10"] for m in margins))
+    assert "mean ± std over 2 seeds" in res["train"]["summary"]
+    page = (tmp_path / "index.html").read_text()
+    assert f"{res['train']['models']['plain']['test_acc']:.4g} ± {std:.2g}" in page
+    assert "partial run (train, metrics)" in page and "train added because metrics need(s) it" in page
+    assert "Training: a plain digits CNN" in page and "defenses:" not in page and "attacks:" not in page
+    assert printed.count("train (seed 0): started") == 1 and printed.count("train (seed 1): done") == 1
+    assert printed.count("report: ") == 1 and "train: added because metrics need(s) it" in printed
+    Experiment.from_dict(cfg, quick=True).run(tmp_path, progress=True)
+    again = capsys.readouterr().out
+    assert "metrics (seed 0): resumed" in again and "metrics (seed 1): resumed" in again
+    assert again.count("report: ") == 1
+
+
+def test_plain_progress_lines_while_a_stage_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TORCHTRUST_PROGRESS_SECONDS", "0.05")
+    cfg = {"stages": ["train"], "seeds": 1, "defenses": [], "data": {"train_size": 300, "test_size": 60},
+           "train": {"epochs": 2}}
+    Experiment.from_dict(cfg, quick=True).run(tmp_path, progress=True)
+    out = capsys.readouterr().out
+    assert "  train: running for" in out and "train models 0/1" in out

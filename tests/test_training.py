@@ -306,3 +306,15 @@ def test_ddp_two_gloo_ranks_agree_and_match_one_process(tmp_path):
             f"{k}: one process and two ranks differ by {float((one[k] - r0['params'][k]).abs().max()):.3g}"
         )
     assert hist["loss"] == pytest.approx(r0["loss"], abs=1e-4)
+
+
+def test_fit_prints_each_epoch_once(capsys):
+    import torch
+
+    from toolkit_core.models import DigitsCNN
+    from toolkit_core.training import fit
+
+    x, y = torch.rand(64, 1, 8, 8), torch.arange(64) % 10
+    fit(DigitsCNN(8, 4, 8), torch.utils.data.TensorDataset(x, y), epochs=2, batch_size=32, progress=True, seed=0)
+    out = capsys.readouterr().out
+    assert out.count("epoch 1/2") == 1 and out.count("epoch 2/2") == 1, out

@@ -25,6 +25,12 @@ def _seeds_text(res: dict[str, Any]) -> str:
     return f"mean ± std over {n} seeds" if n > 1 else "1 seed (no spread)"
 
 
+def _std(res: dict[str, Any], key: str) -> dict | None:
+    """The std tree under ``key``, or None with a single seed (no whiskers of zero length)."""
+    over = res.get("over_seeds", {})
+    return over.get("std", {}).get(key) if len(over.get("seeds", [])) > 1 else None
+
+
 def _collapsed(done: dict[str, dict[str, Any]]) -> frozenset[str]:
     return frozenset(collapsed_models(check_training(done["train"]))) if "train" in done else frozenset()
 
@@ -35,7 +41,7 @@ def finish_train(ctx: RunContext, res: dict[str, Any], done: dict[str, dict[str,
     rows = res.get("models", {})
     if not rows:
         return res
-    std = res["over_seeds"]["std"].get("models")
+    std = _std(res, "models")
     flagged = frozenset(collapsed_models(check_training(res)))
     plot_training(ctx, rows, std, flagged, names=names(ctx))
     best = max(rows, key=lambda k: rows[k]["test_acc"])
@@ -52,7 +58,7 @@ def finish_robustness(ctx: RunContext, res: dict[str, Any], done: dict[str, dict
     if not table:
         return res
     flagged = _collapsed(done)
-    plot_robustness(ctx, table, res["over_seeds"]["std"].get("table"), flagged, data=names(ctx)[1])
+    plot_robustness(ctx, table, _std(res, "table"), flagged, data=names(ctx)[1])
     worst = {k: v["worst_case_accuracy"] for k, v in table.items() if k not in flagged}
     if worst:
         best = max(worst, key=lambda k: worst[k] if worst[k] == worst[k] else -1)
@@ -67,7 +73,7 @@ def finish_metrics(ctx: RunContext, res: dict[str, Any], done: dict[str, dict[st
 
     table = res.get("table", {})
     if table:
-        plot_metrics(ctx, table, res["over_seeds"]["std"].get("table"), _collapsed(done))
+        plot_metrics(ctx, table, _std(res, "table"), _collapsed(done), res.get("higher_is_better"))
         res["summary"] = f"{res.get('summary', '')}; {_seeds_text(res)}"
     return res
 

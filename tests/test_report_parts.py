@@ -1,0 +1,97 @@
+"""The pieces of the experiment report that compute claims: aggregation over seeds, health checks,
+published anchors with verdicts."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import pytest
+
+from toolkit_core.experiment.aggregate import aggregate, interval95, spread
+from toolkit_core.experiment.anchors import (
+    NOT_COMPARABLE,
+    NOT_REPRODUCED,
+    PACGAN_TABLE1,
+    REPRODUCED,
+    attribution_claims,
+    generative_claims,
+    robustness_claims,
+)
+from toolkit_core.experiment.health import check_all, check_metrics, check_robustness, check_training
+
+
+def test_aggregate_means_stds_booleans_and_nan():
+    runs = [{"a": {"x": 1.0, "n": 2, "ok": True, "name": "m", "bad": 1.0}},
+            {"a": {"x": 2.0, "n": 4, "ok": False, "name": "m", "bad": float("nan")}},
+            {"a": {"x": 4.5, "n": 6, "ok": True, "name": "m", "bad": 2.0}}]
+    res = aggregate(runs, [0, 1, 2])
+    assert res["a"]["x"] == pytest.approx(statistics.mean([1.0, 2.0, 4.5]))
+    assert res["over_seeds"]["std"]["a"]["x"] == pytest.approx(statistics.stdev([1.0, 2.0, 4.5]))
+    assert res["a"]["n"] == 4 and isinstance(res["a"]["n"], int)
+    assert res["a"]["ok"] is False and res["a"]["name"] == "m"
+    assert math.isnan(res["a"]["bad"])
+    assert spread(res, "a", "x") == (pytest.approx(statistics.stdev([1.0, 2.0, 4.5])), 3)
+    one = aggregate(runs[:1], [0])
+    assert one["a"]["x"] == 1.0 and spread(one, "a", "x") == (None, 1)
+    from scipy.stats import t
+
+    assert interval95(2.0, 3) == pytest.approx(t.ppf(0.975, 2) * 2.0 / math.sqrt(3))
+
+
+def test_health_checks_flag_chance_gap_masking_and_nan():
+    train = {"models": {"plain": {"train_acc": 0.99, "test_acc": 0.95},
+                        "collapsed": {"train_acc": 0.12, "test_acc": 0.11},
+                        "overfit": {"train_acc": 1.0, "test_acc": 0.8}}}
+    flags = check_training(train)
+    assert {(f.check, f.subject) for f in flags} == {("at chance", "collapsed"), ("train/test gap", "overfit")}
+    fgsm, pgd = {"eps": 0.1}, {"eps": 0.1, "steps": 20}
+    rob = {"table": {
+        "plain": {"clean_accuracy": 0.95, "attacks": {"fgsm": {"accuracy": 0.2, "params": fgsm},
+                                                      "pgd": {"accuracy": 0.1, "params": pgd}}},
+        "masked": {"clean_accuracy": 0.9, "attacks": {"fgsm": {"accuracy": 0.3, "params": fgsm},
+                                                      "pgd": {"accuracy": 0.6, "params": pgd}}},
+        "flat": {"clean_accuracy": 0.9, "attacks": {"pgd": {"accuracy": 0.89, "params": pgd}}}}}
+    masking = check_robustness(rob)
+    assert sorted(f.subject for f in masking) == ["flat", "masked"]
+    nan = check_metrics({"table": {"m": {"plain": {"k": float("nan"), "k/part": float("nan"), "j": 1.0}}}})
+    assert [(f.subject, f.message.split(": ")[1]) for f in nan] == [("m on plain", "k is NaN or infinite")]
+    assert len(check_all({"train": train, "robustness": rob})) == 4
+
+
+def _gan_row(modes, hq, kl, of, seeds=1, std=0.0):
+    return {"modes": modes, "modes std": std, "high quality %": hq, "high quality % std": 0.0, "reverse KL": kl,
+            "reverse KL std": 0.0, "of modes": of, "seeds": seeds}
+
+
+def test_pacgan_anchor_verdicts_follow_the_numbers():
+    gan, pub = PACGAN_TABLE1["ring"]["GAN"], PACGAN_TABLE1["ring"]
+    close = {"ring / gaussian (GAN)": _gan_row(gan[0] + 0.5, gan[1] - 3, gan[2] + 0.05, 8),
+             "ring / mmc (paired)": _gan_row(8, 90.0, 0.05, 8)}
+    claims = {c.claim.split(":")[0]: c for c in generative_claims({"table": close})}
+    assert claims["GAN on the ring"].verdict == REPRODUCED
+    assert claims["PacGAN2 on the ring"].verdict == NOT_COMPARABLE and "PacGAN4 on the ring" in claims
+    assert claims["GAN on the grid"].verdict == NOT_COMPARABLE  # no grid run
+    prior = [c for c in generative_claims({"table": close}) if c.source.startswith("MMCGAN")]
+    assert [c.verdict for c in prior] == [REPRODUCED]  # 8 > 6.8 modes
+    far = {"ring / gaussian (GAN)": _gan_row(3.0, 60.0, 1.5, 8)}
+    assert generative_claims({"table": far})[0].verdict == NOT_REPRODUCED
+    assert len(pub) == 3
+
+
+def test_attribution_and_robustness_claims():
+    res = {"input alignment (trained digits CNN)": {"gradient": {"mean cos(A, x)": 0.1},
+                                                    "gbp": {"mean cos(A, x)": 0.5},
+                                                    "lrp(z+)": {"mean cos(A, x)": 0.4}}}
+    (claim,) = attribution_claims(res)
+    assert claim.verdict == REPRODUCED
+    res["input alignment (trained digits CNN)"]["dtd"] = {"mean cos(A, x)": 0.05}
+    (claim,) = attribution_claims(res)
+    assert claim.verdict == NOT_REPRODUCED and "dtd" in claim.note
+    rob = {"table": {"alp": {"worst_case_accuracy": 0.4}, "aalp": {"worst_case_accuracy": 0.5}},
+           "over_seeds": {"seeds": [0, 1], "std": {"table": {"alp": {"worst_case_accuracy": 0.02},
+                                                             "aalp": {"worst_case_accuracy": 0.03}}}}}
+    assert [c.verdict for c in robustness_claims(rob)] == [REPRODUCED]
+    rob["over_seeds"]["std"]["table"]["aalp"]["worst_case_accuracy"] = 0.09  # 0.1 gap < 0.02 + 0.09
+    assert [c.verdict for c in robustness_claims(rob)] == [NOT_REPRODUCED]
+    assert robustness_claims({"table": {"plain": {}}})[0].verdict == NOT_COMPARABLE
