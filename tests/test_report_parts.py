@@ -51,12 +51,16 @@ def test_health_checks_flag_chance_gap_masking_and_nan():
                                                       "pgd": {"accuracy": 0.1, "params": pgd}}},
         "masked": {"clean_accuracy": 0.9, "attacks": {"fgsm": {"accuracy": 0.3, "params": fgsm},
                                                       "pgd": {"accuracy": 0.6, "params": pgd}}},
-        "flat": {"clean_accuracy": 0.9, "attacks": {"pgd": {"accuracy": 0.89, "params": pgd}}}}}
+        "flat": {"clean_accuracy": 0.9, "attacks": {"pgd": {"accuracy": 0.89, "params": pgd}}},
+        "queried": {"clean_accuracy": 0.9, "attacks": {"square": {"accuracy": 0.2, "params": {"eps": 0.1,
+                                                                                              "n_queries": 500}},
+                                                       "pgd": {"accuracy": 0.5, "params": pgd},
+                                                       "pgd_l2": {"accuracy": 0.6, "params": {**pgd, "norm": "2"}}}}}}
     masking = check_robustness(rob)
-    assert sorted(f.subject for f in masking) == ["flat", "masked"]
+    assert sorted(f.subject for f in masking) == ["flat", "masked", "queried"]  # square vs pgd, not vs L2
     nan = check_metrics({"table": {"m": {"plain": {"k": float("nan"), "k/part": float("nan"), "j": 1.0}}}})
     assert [(f.subject, f.message.split(": ")[1]) for f in nan] == [("m on plain", "k is NaN or infinite")]
-    assert len(check_all({"train": train, "robustness": rob})) == 4
+    assert len(check_all({"train": train, "robustness": rob})) == 5
 
 
 def _gan_row(modes, hq, kl, of, seeds=1, std=0.0):

@@ -8,8 +8,9 @@ their section, and leaves flagged values out of axis scaling.
   collapsed model.
 * **train/test gap**: ``train_acc - test_acc > GAP_THRESHOLD``: the model overfits the training subset.
 * **gradient masking** (the signs of Athalye, Carlini & Wagner 2018, arXiv:1802.00420, sec. 3.1, and
-  Carlini et al. 2019, arXiv:1902.06705): a single-step attack that beats an iterative attack of the
-  same or larger budget by more than ``MASKING_MARGIN``; an iterative attack that leaves accuracy within
+  Carlini et al. 2019, arXiv:1902.06705): a single-step or a black-box (query-based) attack that beats
+  an iterative white-box attack of the same norm and the same or larger eps by more than
+  ``MASKING_MARGIN``; an iterative attack that leaves accuracy within
   ``MASKING_MARGIN`` of the clean accuracy of a model that is not at chance.
 * **NaN metric**: a metric value that is NaN or infinite.
 """
@@ -62,8 +63,11 @@ def check_training(train: dict[str, Any], num_classes: int = 10) -> list[Flag]:
     return flags
 
 
-def _is_single_step(params: dict[str, Any]) -> bool:
-    return "steps" not in params
+def _attack_kind(params: dict[str, Any]) -> str:
+    """"black-box" (a query budget), "iterative" (gradient steps) or "single-step", from its parameters."""
+    if "n_queries" in params or "queries" in params:
+        return "black-box"
+    return "iterative" if "steps" in params else "single-step"
 
 
 def check_robustness(robustness: dict[str, Any], collapsed: set[str] = frozenset()) -> list[Flag]:
@@ -72,24 +76,28 @@ def check_robustness(robustness: dict[str, Any], collapsed: set[str] = frozenset
         clean = row.get("clean_accuracy")
         attacks = row.get("attacks", {})
         for a, ra in attacks.items():
-            pa = ra.get("params", {})
-            if not _is_single_step(pa) and label not in collapsed and _finite(clean) and _finite(ra.get("accuracy")) \
-                    and clean > 0.2 and clean - ra["accuracy"] < MASKING_MARGIN:
+            pa, acc_a = ra.get("params", {}), ra.get("accuracy")
+            if not _finite(acc_a):
+                continue
+            kind_a = _attack_kind(pa)
+            if kind_a == "iterative" and label not in collapsed and _finite(clean) and clean > 0.2 \
+                    and clean - acc_a < MASKING_MARGIN:
                 flags.append(Flag("gradient masking", "robustness", label,
-                                  f"{label}: iterative attack {a} lowers accuracy by only "
-                                  f"{clean - ra['accuracy']:.3f} from clean {clean:.3f}; gradients may be masked"))
+                                  f"{label}: iterative attack {a} lowers accuracy by only {clean - acc_a:.3f} "
+                                  f"from clean {clean:.3f}; gradients may be masked"))
+            if kind_a == "iterative":
+                continue
             for b, rb in attacks.items():
-                pb = rb.get("params", {})
-                if not (_is_single_step(pa) and not _is_single_step(pb)):
+                pb, acc_b = rb.get("params", {}), rb.get("accuracy")
+                if _attack_kind(pb) != "iterative" or not _finite(acc_b):
                     continue
-                if not (_finite(ra.get("accuracy")) and _finite(rb.get("accuracy"))):
-                    continue
-                if pb.get("eps", math.inf) >= pa.get("eps", math.inf) and \
-                        ra["accuracy"] < rb["accuracy"] - MASKING_MARGIN:
+                same_norm = str(pa.get("norm", "inf")) == str(pb.get("norm", "inf"))
+                if same_norm and pb.get("eps", math.inf) >= pa.get("eps", math.inf) and \
+                        acc_a < acc_b - MASKING_MARGIN:
                     flags.append(Flag("gradient masking", "robustness", label,
-                                      f"{label}: single-step {a} (accuracy {ra['accuracy']:.3f}) beats iterative "
-                                      f"{b} ({rb['accuracy']:.3f}) at the same or larger eps: a sign of masked "
-                                      "gradients (Athalye et al. 2018)"))
+                                      f"{label}: {kind_a} {a} (accuracy {acc_a:.3f}) beats iterative {b} "
+                                      f"({acc_b:.3f}) at the same or a larger eps: a sign of masked gradients "
+                                      "(Athalye et al. 2018)"))
     return flags
 
 
