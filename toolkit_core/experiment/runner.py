@@ -338,7 +338,8 @@ def _run_one(ctx: RunContext, stage: str, fn: Callable[[RunContext], dict], cons
         with torch_threads(1 if stage in SINGLE_THREADED else None):
             res = fn(ctx)
     except Exception as exc:
-        raise RuntimeError(f"stage '{stage}' failed: {exc}\n{traceback.format_exc()}") from exc
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__} (no message)"
+        raise RuntimeError(f"stage '{stage}' failed: {what}\n{traceback.format_exc()}") from exc
     elapsed = time.perf_counter() - t0
     res = _jsonable(res)
     resumed = stage == "train" and bool(ctx.data.get("reused_models"))
