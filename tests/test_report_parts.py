@@ -56,11 +56,14 @@ def test_health_checks_flag_chance_gap_masking_and_nan():
                                                                                               "n_queries": 500}},
                                                        "pgd": {"accuracy": 0.5, "params": pgd},
                                                        "pgd_l2": {"accuracy": 0.6, "params": {**pgd, "norm": "2"}}}}}}
+    rob["table"]["nested"] = {"clean_accuracy": 0.9, "attacks": {  # evaluate_robustness's own layout
+        "fgsm": {"accuracy": 0.3, "params": {"name": "fgsm", "params": fgsm}},
+        "pgd": {"accuracy": 0.6, "params": {"name": "pgd", "params": pgd}}}}
     masking = check_robustness(rob)
-    assert sorted(f.subject for f in masking) == ["flat", "masked", "queried"]  # square vs pgd, not vs L2
+    assert sorted(f.subject for f in masking) == ["flat", "masked", "nested", "queried"]  # square vs pgd, not L2
     nan = check_metrics({"table": {"m": {"plain": {"k": float("nan"), "k/part": float("nan"), "j": 1.0}}}})
     assert [(f.subject, f.message.split(": ")[1]) for f in nan] == [("m on plain", "k is NaN or infinite")]
-    assert len(check_all({"train": train, "robustness": rob})) == 5
+    assert len(check_all({"train": train, "robustness": rob})) == 6
 
 
 def _gan_row(modes, hq, kl, of, seeds=1, std=0.0):

@@ -63,6 +63,12 @@ def check_training(train: dict[str, Any], num_classes: int = 10) -> list[Flag]:
     return flags
 
 
+def _params(entry: dict[str, Any]) -> dict[str, Any]:
+    """An attack's parameters from a robustness entry (``{"params": {...}}`` or ``{"params": {"params": ...}}``)."""
+    p = entry.get("params", {}) or {}
+    return p["params"] if isinstance(p.get("params"), dict) else p
+
+
 def _attack_kind(params: dict[str, Any]) -> str:
     """"black-box" (a query budget), "iterative" (gradient steps) or "single-step", from its parameters."""
     if "n_queries" in params or "queries" in params:
@@ -76,7 +82,7 @@ def check_robustness(robustness: dict[str, Any], collapsed: set[str] = frozenset
         clean = row.get("clean_accuracy")
         attacks = row.get("attacks", {})
         for a, ra in attacks.items():
-            pa, acc_a = ra.get("params", {}), ra.get("accuracy")
+            pa, acc_a = _params(ra), ra.get("accuracy")
             if not _finite(acc_a):
                 continue
             kind_a = _attack_kind(pa)
@@ -88,7 +94,7 @@ def check_robustness(robustness: dict[str, Any], collapsed: set[str] = frozenset
             if kind_a == "iterative":
                 continue
             for b, rb in attacks.items():
-                pb, acc_b = rb.get("params", {}), rb.get("accuracy")
+                pb, acc_b = _params(rb), rb.get("accuracy")
                 if _attack_kind(pb) != "iterative" or not _finite(acc_b):
                     continue
                 same_norm = str(pa.get("norm", "inf")) == str(pb.get("norm", "inf"))

@@ -122,16 +122,23 @@ def _img(out: Path, name: str) -> str:
 # --------------------------------------------------------------------------- prose
 
 
-def _attack_text(m: dict[str, Any]) -> str:
-    p = m.get("params", {})
+def _attack_text(m: dict[str, Any], full: dict[str, Any] | None = None) -> str:
+    """``label (L-inf, eps ..., steps)`` from the parameters the attack ran with (else those configured)."""
+    p = dict(m.get("params", {}))
+    if full:
+        from .health import _params
+
+        p = {**_params(full), **p}
     parts = []
     if "norm" in p:
-        parts.append(f"L{p['norm']}" if str(p["norm"]) not in ("inf", "linf") else "L∞")
+        parts.append("L∞" if str(p["norm"]).lower() in ("inf", "linf", "l_inf") else f"L{p['norm']}")
     else:
         parts.append("L∞")
     if "eps" in p:
         parts.append(f"eps {p['eps']} (pixels in [0, 1])")
-    if "steps" in p:
+    if "n_queries" in p:
+        parts.append(f"{p['n_queries']} queries, black-box")
+    elif "steps" in p:
         parts.append(f"{p['steps']} steps" + (f" of {p['alpha']}" if "alpha" in p else ""))
     else:
         parts.append("one step")
@@ -164,9 +171,11 @@ def _intro(stage: str, res: dict[str, Any], cfg: dict[str, Any], d: dict[str, An
                 f"Accuracy is measured on the training digits and on {n_test} held-out test digits; bars show "
                 f"{_seeds_phrase(cfg)}. A large train/test gap or a model at chance (0.1) is flagged above.")
     if stage == "robustness":
-        attacks = "; ".join(_attack_text(m) for m in cfg["methods"].get("attacks", [])) or "none"
-        return (f"Accuracy of every trained model on {n_test} test digits, clean and under each white-box "
-                f"attack: {attacks}. Attacks run only on correctly classified points; a point counts in the "
+        table = res.get("table", {})
+        ran = next(iter(table.values()), {}).get("attacks", {})
+        attacks = "; ".join(_attack_text(m, ran.get(m["label"])) for m in cfg["methods"].get("attacks", [])) or "none"
+        return (f"Accuracy of every trained model on {n_test} test digits, clean and under each attack: "
+                f"{attacks}. Attacks run only on correctly classified points; a point counts in the "
                 f"worst case only if it survives every attack, so worst case ≤ each attack ≤ clean. "
                 f"Higher is better; bars show {_seeds_phrase(cfg)}, hatched bars belong to flagged models.")
     if stage == "attribution":
