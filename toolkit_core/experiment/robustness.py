@@ -33,7 +33,7 @@ def plot_certification(ctx: RunContext, cert: dict[str, dict[str, dict]]) -> Non
     import matplotlib.pyplot as plt
 
     names = sorted({c for per in cert.values() for c in per})
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 3), squeeze=False)
     for ax, name in zip(axes.flat, names):
         for model, per in cert.items():
             if name in per:
@@ -44,9 +44,9 @@ def plot_certification(ctx: RunContext, cert: dict[str, dict[str, dict]]) -> Non
         ax.set_ylabel("certified accuracy", fontsize=8)
         ax.set_ylim(0, 1)
         ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # outside the data
     fig.tight_layout()
-    fig.savefig(ctx.figure("certification"), dpi=100)
+    fig.savefig(ctx.figure("certification"), dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
