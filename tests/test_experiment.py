@@ -95,7 +95,7 @@ def test_no_figure_repeats_a_label_or_puts_its_legend_over_the_data(quick_run):
             assert len(labels) == len(set(labels)), f"{name}: repeated labels {labels}"
         assert not any(rec["legend_over_data"]), f"{name}: a legend overlaps its axes"
     alignment_ticks = FIGURE_TEXT["alignment.png"]["ticks"][0]
-    assert {"lrp", "lrp(eps+flat)", "lrp(z+)"} <= set(alignment_ticks)
+    assert {"lrp", "lrp(composite=epsilon_plus_flat)", "lrp(rule=lrp_zplus)"} <= set(alignment_ticks)
 
 
 def test_report_explains_every_section_and_defines_every_metric_key(quick_run):
