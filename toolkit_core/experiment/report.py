@@ -163,8 +163,11 @@ def _intro(stage: str, res: dict[str, Any], cfg: dict[str, Any], d: dict[str, An
     defenses = [m["label"] for m in cfg["methods"].get("defenses", [])]
     t = s["train"]
     if stage == "train":
-        how = (f"plainly and with each defense ({', '.join(defenses)}); defenses that attack during training "
-               f"use an L∞ PGD with eps {t['attack_eps']}, {t['attack_steps']} steps of {t['attack_alpha']}"
+        attacks = {m["attack"]["name"] + " (" + ", ".join(f"{k} {v}" for k, v in m["attack"]["params"].items()
+                                                           if k in ("eps", "steps", "alpha")) + ")"
+                   for m in cfg["methods"].get("defenses", []) if m.get("attack")}
+        how = (f"plainly and with each defense ({', '.join(defenses)})"
+               + (f"; defenses that attack during training use {'; '.join(sorted(attacks))}" if attacks else "")
                if defenses else "plainly (no defense is configured in this run)")
         return (f"Clean accuracy of {model} trained for {t['epochs']} epochs ({t['optimizer']}, lr {t['lr']}) "
                 f"on {n_train} scikit-learn digits upsampled to {size}×{size} px (pixels in [0, 1]), {how}. "
