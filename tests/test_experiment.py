@@ -251,6 +251,8 @@ def test_stage_dependencies_are_pulled_in_before_any_work():
         assert exp.config.stages == ("train", stage) and exp.config.pulled_in == {"train": [stage]}
     assert resolve_stages(["generative"]) == (("generative",), {})
     assert resolve_stages(["metrics", "train"]) == (("train", "metrics"), {})
+    # a user's [model] is the model to evaluate: train is not pulled in (tests/test_workloads_run.py runs it)
+    assert resolve_stages(["robustness"], model_given=True) == (("robustness",), {})
 
 
 def test_variant_labels_are_unique_and_short():

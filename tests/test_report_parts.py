@@ -14,9 +14,8 @@ from toolkit_core.experiment.anchors import (
     NOT_REPRODUCED,
     PACGAN_TABLE1,
     REPRODUCED,
-    attribution_claims,
     generative_claims,
-    robustness_claims,
+    method_claims,
 )
 from toolkit_core.experiment.health import check_all, check_metrics, check_robustness, check_training
 
@@ -86,19 +85,28 @@ def test_pacgan_anchor_verdicts_follow_the_numbers():
     assert len(pub) == 3
 
 
-def test_attribution_and_robustness_claims():
-    res = {"input alignment (trained digits CNN)": {"gradient": {"mean cos(A, x)": 0.1},
-                                                    "gbp": {"mean cos(A, x)": 0.5},
-                                                    "lrp(z+)": {"mean cos(A, x)": 0.4}}}
-    (claim,) = attribution_claims(res)
-    assert claim.verdict == REPRODUCED
-    res["input alignment (trained digits CNN)"]["dtd"] = {"mean cos(A, x)": 0.05}
-    (claim,) = attribution_claims(res)
-    assert claim.verdict == NOT_REPRODUCED and "dtd" in claim.note
+def test_attribution_and_robustness_claims_come_from_the_method_classes():
+    """The core names no method: gbp/lrp/dtd, aalp and itid declare their seeds' claims (experiment_claims)."""
+    methods = {"attribution": [{"name": "gradient", "label": "gradient"}, {"name": "gbp", "label": "gbp"},
+                               {"name": "lrp", "label": "lrp(rule=lrp_zplus)"}],
+               "defenses": [{"name": "alp", "label": "alp"}, {"name": "aalp", "label": "aalp"}]}
+    res = {"input alignment (trained a CNN)": {"gradient": {"mean cos(A, x)": 0.1},
+                                               "gbp": {"mean cos(A, x)": 0.5},
+                                               "lrp(rule=lrp_zplus)": {"mean cos(A, x)": 0.4}}}
+    claims = method_claims({"attribution": res}, methods)
+    assert [(c.claim.split(" ")[0], c.verdict) for c in claims] == [("gbp", REPRODUCED), ("lrp", REPRODUCED)]
+    assert "(a CNN)" in claims[0].claim and "gradient 0.100" in claims[0].ours
+    methods["attribution"].append({"name": "dtd", "label": "dtd"})
+    res["input alignment (trained a CNN)"]["dtd"] = {"mean cos(A, x)": 0.05}
+    (dtd,) = [c for c in method_claims({"attribution": res}, methods) if c.claim.startswith("dtd")]
+    assert dtd.verdict == NOT_REPRODUCED and "dtd" in dtd.note
     rob = {"table": {"alp": {"worst_case_accuracy": 0.4}, "aalp": {"worst_case_accuracy": 0.5}},
            "over_seeds": {"seeds": [0, 1], "std": {"table": {"alp": {"worst_case_accuracy": 0.02},
                                                              "aalp": {"worst_case_accuracy": 0.03}}}}}
-    assert [c.verdict for c in robustness_claims(rob)] == [REPRODUCED]
+    assert [c.verdict for c in method_claims({"robustness": rob}, methods)] == [REPRODUCED]
     rob["over_seeds"]["std"]["table"]["aalp"]["worst_case_accuracy"] = 0.09  # 0.1 gap < 0.02 + 0.09
-    assert [c.verdict for c in robustness_claims(rob)] == [NOT_REPRODUCED]
-    assert robustness_claims({"table": {"plain": {}}})[0].verdict == NOT_COMPARABLE
+    assert [c.verdict for c in method_claims({"robustness": rob}, methods)] == [NOT_REPRODUCED]
+    assert [c.verdict for c in method_claims({"robustness": {"table": {"plain": {}}}}, methods)] == [NOT_COMPARABLE]
+    metrics = {"table": {"itid": {"plain": {"inv_hard": 0.6}, "itid_enhance": {"inv_hard": 0.8}}}}
+    (itid,) = method_claims({"metrics": metrics}, {"metrics": [{"name": "itid", "label": "itid"}]})
+    assert itid.verdict == REPRODUCED and itid.ours == "itid_enhance 0.8 vs plain 0.6"

@@ -124,6 +124,8 @@ def test_run_evaluates_a_checkpoint_without_training(workload):
     results = json.loads((out / "results.json").read_text())
     (label, table), = results["stages"]["robustness"]["table"].items()
     assert label == "tinynets_wl:tiny (mine.pth)" and not (out / "state" / "models").exists()
+    # the checkpoint stands in for train (not pulled in); a user's workload runs one seed unless asked
+    assert results["config"]["stages"] == ["robustness"] and results["config"]["seeds"] == 1
     model = build_model(ModelSpec("tinynets_wl:tiny", 10, mean=[0.5] * 3, std=[0.25] * 3,
                                   checkpoint=str(workload / "mine.pth")))
     assert table["clean_accuracy"] == pytest.approx(_direct_accuracy(model, workload))

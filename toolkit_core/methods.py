@@ -273,6 +273,19 @@ class Method:
         """
         return [{}]
 
+    @classmethod
+    def experiment_claims(cls, stage: str, result: dict[str, Any], labels: list[str]) -> list[Any]:
+        """What the method's paper claims, checked against one stage's result of an experiment.
+
+        ``result``: the stage's aggregated numbers (means, with the seed spread under ``over_seeds``);
+        ``labels``: this method's labels in the run (its variants). Return
+        :class:`toolkit_core.experiment.anchors.Claim` objects, one per claim, each with a verdict
+        computed from the numbers (``reproduced``, ``not reproduced``, or ``not comparable`` when the
+        run lacks what the claim is about); the helpers ``ordered`` and ``above_reference`` of that
+        module compute the usual ones. The report shows them beside the stage. Default: none.
+        """
+        return []
+
     #: Attributes that make up the method's mutable state (e.g. a schedule's current value, fitted codes,
     #: a random generator): :meth:`state_dict` saves them and :meth:`load_state_dict` restores them, so
     #: checkpoints of ``fit`` and ``train_gan`` resume bit for bit. Objects with ``get_state``/``set_state``

@@ -10,7 +10,9 @@ A :class:`Claim` holds what was claimed (and where), our number(s), and a verdic
 * ``not comparable``: we do not run what the claim is about (a method absent from the run, a model not
   trained here), so no number can confirm or refute it.
 
-The method names below are data (the claims are about those methods), not imports.
+The protocol's anchors (PacGAN Table 1 for the toy mixtures) live here; what a method's paper claims
+is declared by the method's class (:meth:`toolkit_core.methods.Method.experiment_claims`), which
+builds its :class:`Claim` objects with the helpers below (:func:`ordered`, :func:`above_reference`).
 """
 
 from __future__ import annotations
@@ -109,96 +111,118 @@ def generative_claims(res: dict[str, Any]) -> list[Claim]:
     return claims
 
 
-# --------------------------------------------------------------------------- attribution
-
-#: the seed's modified-BP family (arXiv:2503.11160) and the plain gradient it is contrasted with
-MODIFIED_BP = ("gbp", "rectgrad", "lrp", "dtd")
-GRADIENT = "gradient"
+# --------------------------------------------------------------------------- helpers for the methods' claims
 
 
-def _family(table: dict[str, dict[str, float]]) -> dict[str, str]:
-    """label -> method name for the labels of the modified-BP family present in ``table``."""
-    out = {}
-    for label in table:
-        base = label.split("(", 1)[0]
-        if base in MODIFIED_BP:
-            out[label] = base
-    return out
+def first_key(res: dict[str, Any], prefix: str) -> str | None:
+    """The first key of a stage result that starts with ``prefix`` (stage keys name the model/data)."""
+    return next((k for k in res if k.startswith(prefix)), None)
 
 
-def attribution_claims(res: dict[str, Any]) -> list[Claim]:
-    claims = []
-    src = "Zheng, Sang & Xu 2025 (seed, arXiv:2503.11160)"
-    align = res.get("input alignment (trained digits CNN)", {})
-    rand_key = next((k for k in res if k.startswith("randomization: sign-flip SSIM")), None)
-    checks = [
-        ("GBP, RectGrad, LRP and DTD align with the input more than the gradient (trained digits CNN)",
-         align, "mean cos(A, x)"),
-    ]
-    if rand_key:
-        checks.append(("GBP, RectGrad, LRP and DTD stay similar to the original under top-layer randomization, "
-                       "the gradient does not (sign-flip SSIM after the first block)", res[rand_key], None))
-    vgg = res.get("alignment on random VGG-16", {})
-    if vgg:
-        checks.append(("GBP and LRP z+ align with the input even on a randomly initialized network "
-                       "(more than the gradient, random VGG-16)",
-                       {k: v for k, v in vgg.items() if k.startswith("gbp") or "z+" in k or "zplus" in k
-                        or k == GRADIENT}, "input alignment (random VGG-16)"))
-    for text, table, key in checks:
-        fam = _family(table)
-        if GRADIENT not in table or not fam:
-            claims.append(Claim("attribution", text, src, "-", NOT_COMPARABLE,
-                                "the gradient or the modified-BP methods are not in this run"))
-            continue
+def above_reference(stage: str, claim: str, source: str, table: dict[str, dict[str, float]], labels: list[str],
+                    reference: str, key: str | None = None, note: str = "") -> Claim:
+    """"Every one of ``labels`` scores above ``reference``" in ``table`` (``key``: the column, else the first).
 
-        def value(label: str, table: dict = table, key: str | None = key) -> float:
-            row = table[label]
-            return row[key] if key is not None else row[next(iter(row))]
+    ``not comparable`` when the reference or none of the labels is in the table; ``not reproduced``
+    names the labels that are not above it.
+    """
+    present = [lbl for lbl in labels if lbl in table]
+    if reference not in table or not present:
+        return Claim(stage, claim, source, "-", NOT_COMPARABLE, f"{reference} or the method is not in this run")
 
-        g = value(GRADIENT)
-        worse = [lbl for lbl in fam if not (_finite(value(lbl)) and value(lbl) > g)]
-        ours = f"gradient {g:.3f}; " + ", ".join(f"{lbl} {value(lbl):.3f}" for lbl in fam)
-        claims.append(Claim("attribution", text, src, ours, NOT_REPRODUCED if worse else REPRODUCED,
-                            f"not above the gradient: {', '.join(worse)}" if worse else
-                            "one seed (a single trained model); digits, not ImageNet"))
-    return claims
+    def value(label: str) -> float:
+        row = table[label]
+        return row[key] if key is not None else row[next(iter(row))]
+
+    ref = value(reference)
+    worse = [lbl for lbl in present if not (_finite(value(lbl)) and _finite(ref) and value(lbl) > ref)]
+    ours = f"{reference} {ref:.3f}; " + ", ".join(f"{lbl} {value(lbl):.3f}" for lbl in present)
+    return Claim(stage, claim, source, ours, NOT_REPRODUCED if worse else REPRODUCED,
+                 f"not above {reference}: {', '.join(worse)}" if worse else note)
 
 
-# --------------------------------------------------------------------------- defenses and metrics
+def ordered(stage: str, claim: str, source: str, res: dict[str, Any], a: tuple[str, ...], b: tuple[str, ...],
+            names: tuple[str, str], higher: bool = True, note: str = "") -> Claim:
+    """"The number at path ``a`` beats the one at path ``b``" (higher, or lower with ``higher=False``).
+
+    Paths are into an aggregated stage result (``("table", "aalp", "worst_case_accuracy")``); the
+    verdict uses the seed spread (:func:`_order`); a missing number makes it ``not comparable``.
+    """
+    from .aggregate import lookup
+
+    va, vb = lookup(res, a), lookup(res, b)
+    if not (_finite(va) and _finite(vb)):
+        return Claim(stage, claim, source, "-", NOT_COMPARABLE, f"{names[0]} and {names[1]} are not both in this run")
+    sa, sb = spread(res, *a)[0], spread(res, *b)[0]
+    return Claim(stage, claim, source, f"{names[0]} {_pm(va, sa)} vs {names[1]} {_pm(vb, sb)}",
+                 _order(va, sa, vb, sb, higher), note)
 
 
-def robustness_claims(res: dict[str, Any]) -> list[Claim]:
-    """The AALP seed (arXiv:2005.11904): adaptive logit pairing is more robust than plain ALP."""
-    table = res.get("table", {})
-    text = "AALP is more robust (worst-case accuracy) than ALP, the logit pairing it adapts"
-    src = "Wu et al. 2024 (seed, arXiv:2005.11904)"
-    aalp = [k for k in table if k.split("(", 1)[0] == "aalp"]
-    if "alp" not in table or not aalp:
-        return [Claim("robustness", text, src, "-", NOT_COMPARABLE, "ALP and AALP are not both trained in this run")]
-    b, sb = table["alp"]["worst_case_accuracy"], spread(res, "table", "alp", "worst_case_accuracy")[0]
+#: the seed on modified backpropagation (Zheng, Sang & Xu 2025)
+MODIFIED_BP_SOURCE = "Zheng, Sang & Xu 2025 (seed, arXiv:2503.11160)"
+
+
+def modified_bp_claims(stage: str, result: dict[str, Any], labels: list[str], reference: str,
+                       vgg_labels: list[str] | None = None, source: str = MODIFIED_BP_SOURCE) -> list[Claim]:
+    """The modified-backprop seed's claims for one method (its ``labels``) against ``reference`` (the gradient).
+
+    On the attribution stage: the maps align with the input more than the reference's (trained model),
+    stay more similar to the original under top-layer randomization (sign-flip SSIM after the first
+    block), and, for ``vgg_labels``, align with the input even on a randomly initialized VGG-16.
+    """
+    if stage != "attribution" or not labels:
+        return []
+    name = labels[0].split("(", 1)[0]
     out = []
-    for label in aalp:
-        a, sa = table[label]["worst_case_accuracy"], spread(res, "table", label, "worst_case_accuracy")[0]
-        out.append(Claim("robustness", text, src, f"{label} {_pm(a, sa)} vs alp {_pm(b, sb)}", _order(a, sa, b, sb),
-                         "digits CNN, L-inf eps in the [0,1] pixel scale; the paper used CIFAR-10/MNIST"))
+    align = first_key(result, "input alignment (trained")
+    if align is not None:
+        model = align[len("input alignment (trained "):-1]
+        out.append(above_reference(stage, f"{name} aligns with the input more than the {reference} ({model})",
+                                   source, result[align], labels, reference, "mean cos(A, x)",
+                                   "one trained model (the first seed); the seed's claim is about ImageNet models"))
+    rand = first_key(result, "randomization: sign-flip SSIM")
+    if rand is not None:
+        out.append(above_reference(stage, f"{name} stays closer to its original map than the {reference} when "
+                                   "the top layer is randomized (sign-flip SSIM after the first block)",
+                                   source, result[rand], labels, reference,
+                                   note="high similarity under randomization means the map ignores the model"))
+    vgg = result.get("alignment on random VGG-16", {})
+    if vgg and vgg_labels:
+        out.append(above_reference(stage, f"{name} aligns with the input even on a randomly initialized "
+                                   f"VGG-16 (more than the {reference})", source, vgg, list(vgg_labels), reference,
+                                   "input alignment (random VGG-16)"))
     return out
 
 
-def metrics_claims(res: dict[str, Any]) -> list[Claim]:
-    """The ITID seed (arXiv:1911.12603): invariance enhancement raises hypothesis invariance."""
-    itid = res.get("table", {}).get("itid", {})
-    text = "training with invariance enhancement raises hypothesis invariance (inv_hard) over plain training"
-    src = "Zheng et al. (seed, arXiv:1911.12603)"
-    if "plain" not in itid or "itid_enhance" not in itid:
-        return [Claim("metrics", text, src, "-", NOT_COMPARABLE, "itid or the itid_enhance model is not in this run")]
-    a, sa = itid["itid_enhance"]["inv_hard"], spread(res, "table", "itid", "itid_enhance", "inv_hard")[0]
-    b, sb = itid["plain"]["inv_hard"], spread(res, "table", "itid", "plain", "inv_hard")[0]
-    return [Claim("metrics", text, src, f"itid_enhance {_pm(a, sa)} vs plain {_pm(b, sb)}", _order(a, sa, b, sb))]
+def method_claims(stages: dict[str, dict[str, Any]], methods: dict[str, list[dict[str, Any]]]) -> list[Claim]:
+    """What each configured method class claims (:meth:`Method.experiment_claims`), checked on ``stages``.
+
+    ``methods``: the config's sections (``{"defenses": [{"name", "label", ...}], ...}``). A class is
+    asked once, with every label it has in this run; a class that fails is reported, not fatal.
+    """
+    from ..catalog import get_info
+
+    labels: dict[str, list[str]] = {}
+    for specs in methods.values():
+        for spec in specs:
+            labels.setdefault(spec["name"], []).append(spec.get("label", spec["name"]))
+    out: list[Claim] = []
+    for name, own in labels.items():
+        try:
+            cls = get_info(name).cls
+        except Exception:  # noqa: BLE001 - a method no longer installed has nothing to claim
+            continue
+        for stage, res in stages.items():
+            try:
+                out += list(cls.experiment_claims(stage, res, own))
+            except Exception as exc:  # noqa: BLE001 - one broken claim never hides the report
+                out.append(Claim(stage, f"claims of {name}", name, "-", NOT_COMPARABLE,
+                                 f"checking failed: {type(exc).__name__}: {exc}"))
+    return out
 
 
-CLAIMS = {"generative": generative_claims, "attribution": attribution_claims, "robustness": robustness_claims,
-          "metrics": metrics_claims}
-
-
-def all_claims(stages: dict[str, dict[str, Any]]) -> list[Claim]:
-    return [c for stage, fn in CLAIMS.items() if stage in stages for c in fn(stages[stage])]
+def all_claims(stages: dict[str, dict[str, Any]],
+               methods: dict[str, list[dict[str, Any]]] | None = None) -> list[Claim]:
+    """The published anchors of the protocols (PacGAN Table 1) and every configured method's claims."""
+    out = generative_claims(stages["generative"]) if "generative" in stages else []
+    return out + (method_claims(stages, methods) if methods else [])

@@ -40,14 +40,14 @@ dl.glossary dt{font-weight:600;margin-top:.4rem} dl.glossary dd{margin-left:1.2r
 
 #: Our own column names (metric keys get theirs from the metric classes).
 COLUMN_DEFINITIONS = {
-    "train": "accuracy on the training digits the model was fitted on",
-    "test": "accuracy on held-out test digits",
-    "train_acc": "accuracy on the training digits the model was fitted on",
-    "test_acc": "accuracy on held-out test digits",
+    "train": "accuracy on the training data the model was fitted on",
+    "test": "accuracy on held-out test data",
+    "train_acc": "accuracy on the training data the model was fitted on",
+    "test_acc": "accuracy on held-out test data",
     "epochs": "training epochs",
     "time_s": "training wall time in seconds",
-    "clean": "accuracy on unperturbed test digits",
-    "worst case": "share of test digits classified correctly clean and under every attack",
+    "clean": "accuracy on unperturbed test data",
+    "worst case": "share of test points classified correctly clean and under every attack",
     "modes": "mixture modes with at least one generated sample within 3 std (mean over seeds)",
     "high quality %": "percent of generated samples within 3 std of their nearest mode",
     "reverse KL": "KL(generated mode histogram || uniform); 0 when every mode is hit equally often",
@@ -158,8 +158,18 @@ def _intro(stage: str, res: dict[str, Any], cfg: dict[str, Any], d: dict[str, An
     data = d["stages"].get("train", {}).get("data", {})
     n_train = data.get("train", "?")
     n_test = data.get("test", "?")
-    size = s["data"]["size"]
-    model = f"a small CNN (width {s['model']['width']}, hidden {s['model']['hidden']})"
+    size = s["data"].get("size", "?")
+    workload = cfg.get("workload") or {}
+    user = (workload.get("model", "digits CNN") != "digits CNN"  # a user's [model]/[data] (config.names)
+            or not str(workload.get("data", "scikit-learn digits")).startswith("scikit-learn digits"))
+    if user:
+        model = workload.get("model", "the model")
+        train_data = f"{n_train} training images of {workload.get('data', 'the data')}"
+        items = "images"
+    else:
+        model = f"a small CNN (width {s['model'].get('width')}, hidden {s['model'].get('hidden')})"
+        train_data = f"{n_train} scikit-learn digits upsampled to {size}×{size} px (pixels in [0, 1])"
+        items = "digits"
     defenses = [m["label"] for m in cfg["methods"].get("defenses", [])]
     t = s["train"]
     if stage == "train":
@@ -170,14 +180,14 @@ def _intro(stage: str, res: dict[str, Any], cfg: dict[str, Any], d: dict[str, An
                + (f"; defenses that attack during training use {'; '.join(sorted(attacks))}" if attacks else "")
                if defenses else "plainly (no defense is configured in this run)")
         return (f"Clean accuracy of {model} trained for {t['epochs']} epochs ({t['optimizer']}, lr {t['lr']}) "
-                f"on {n_train} scikit-learn digits upsampled to {size}×{size} px (pixels in [0, 1]), {how}. "
-                f"Accuracy is measured on the training digits and on {n_test} held-out test digits; bars show "
+                f"on {train_data}, {how}. "
+                f"Accuracy is measured on the training {items} and on {n_test} held-out test {items}; bars show "
                 f"{_seeds_phrase(cfg)}. A large train/test gap or a model at chance (0.1) is flagged above.")
     if stage == "robustness":
         table = res.get("table", {})
         ran = next(iter(table.values()), {}).get("attacks", {})
         attacks = "; ".join(_attack_text(m, ran.get(m["label"])) for m in cfg["methods"].get("attacks", [])) or "none"
-        return (f"Accuracy of every trained model on {n_test} test digits, clean and under each attack: "
+        return (f"Accuracy of every trained model on {n_test} test {items}, clean and under each attack: "
                 f"{attacks}. Attacks run only on correctly classified points; a point counts in the "
                 f"worst case only if it survives every attack, so worst case ≤ each attack ≤ clean. "
                 f"Higher is better; bars show {_seeds_phrase(cfg)}, hatched bars belong to flagged models.")
@@ -185,8 +195,8 @@ def _intro(stage: str, res: dict[str, Any], cfg: dict[str, Any], d: dict[str, An
         a = s["analysis"]
         photos = (f" and, for the predicted class, on a randomly initialized VGG-16 ({a['photo_size']} px "
                   "photos bundled with scikit-image)" if a["photos"] else "")
-        return (f"Heatmaps of every attribution method for the true class of {a['samples']} test digits on the "
-                f"plainly trained CNN{photos}; red is positive, blue negative relevance. Cascading "
+        return (f"Heatmaps of every attribution method for the true class of {a['samples']} test {items} on the "
+                f"plainly trained model{photos}; red is positive, blue negative relevance. Cascading "
                 "randomization re-initializes the layers from the logits down and compares each map with the "
                 "original (sign-flip SSIM, 1 = unchanged: a method insensitive to the model scores high); input "
                 "alignment is the cosine between map and input, and sufficiency keeps the top-k% pixels and "
@@ -195,13 +205,13 @@ def _intro(stage: str, res: dict[str, Any], cfg: dict[str, Any], d: dict[str, An
         g = s["generative"]
         return (f"A GAN with 2-layer MLPs (hidden {g['hidden']}) trained on {g['train_points']} points of each "
                 f"PacGAN toy mixture ({', '.join(g['mixtures'])}; ring: 8 Gaussians of std 0.01, grid: 25 of std "
-                f"0.05) for {g['epochs']} epochs (batch {g['batch_size']}), once per prior: the gaussian prior is "
-                f"the plain GAN, the others are paired with their codes (weight {g['pair_weight']}). "
+                f"0.05) for {g['epochs']} epochs (batch {g['batch_size']}), once per prior: a prior without codes "
+                f"gives the plain GAN, the others are paired with their codes (weight {g['pair_weight']}). "
                 f"{g['samples']} generated samples are scored as in PacGAN: a mode is captured when a sample lies "
                 f"within 3 std of it; the scatter shows the samples (blue) and the modes (red ×). "
                 f"{g['seeds']} seed(s) per run.")
     if stage == "metrics":
-        return (f"Every generalization metric on every trained model, computed on {n_test} test digits. Each "
+        return (f"Every generalization metric on every trained model, computed on {n_test} test {items}. Each "
                 f"panel shows a metric's headline value per model ({_seeds_phrase(cfg)}); grey bars are flagged "
                 "models (at chance) or non-finite values, left out of the axis range. The arrow after a column "
                 "says which direction is better; hover a column for its definition (all are in the glossary).")
@@ -210,8 +220,9 @@ def _intro(stage: str, res: dict[str, Any], cfg: dict[str, Any], d: dict[str, An
 
 def _title(stage: str, cfg: dict[str, Any]) -> str:
     defenses = bool(cfg["methods"].get("defenses"))
+    model = (cfg.get("workload") or {}).get("model", "digits CNN")
     return {
-        "train": "Training: plain and defended digits CNNs" if defenses else "Training: a plain digits CNN",
+        "train": f"Training: plain and defended {model}s" if defenses else f"Training: a plain {model}",
         "robustness": "Robustness: clean, per-attack and worst-case accuracy",
         "attribution": "Attribution: heatmaps, parameter randomization, alignment, sufficiency",
         "generative": "Generative priors on the PacGAN mixtures",
@@ -330,7 +341,7 @@ def write_report(results, out: Path) -> Path:
     cfg = d["config"]
     flags = d.get("health", [])
     collapsed = collapsed_models([Flag(**f) for f in flags])
-    claims = [c.to_dict() for c in all_claims(d["stages"])]
+    claims = [c.to_dict() for c in all_claims(d["stages"], cfg.get("methods", {}))]
     sections, glossary = [], {}
     for stage, res in d["stages"].items():
         resumed = " · resumed from a finished run" if stage in d["resumed"] and stage not in d.get("ran", []) else ""

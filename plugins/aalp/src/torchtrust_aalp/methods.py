@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -193,6 +193,19 @@ class AALP(AdversarialDefense):
         self.p = self.p_max  # current Guided Dropout rate; start_epoch sets the schedule
 
     # ------------------------------------------------------------------ schedule
+
+    @classmethod
+    def experiment_claims(cls, stage: str, result: dict[str, Any], labels: list[str]) -> list[Any]:
+        """The seed's claim: adaptive pairing is more robust (worst case) than ALP, the pairing it adapts."""
+        if stage != "robustness":
+            return []
+        from toolkit_core.experiment.anchors import ordered
+
+        return [ordered(stage, "AALP is more robust (worst-case accuracy) than ALP, the logit pairing it adapts",
+                        "Wu et al. 2024 (seed, arXiv:2005.11904)", result, ("table", label, "worst_case_accuracy"),
+                        ("table", "alp", "worst_case_accuracy"), (label, "alp"),
+                        note="small CNN, L-inf eps in the [0,1] pixel scale; the paper used CIFAR-10/MNIST")
+                for label in labels]
 
     def rate(self, epoch: int, epochs: int) -> float:
         """Guided Dropout rate in ``epoch`` (from 0): ``p_max * min(epoch / (R - 1), 1)``, R = ramp_epochs or epochs."""

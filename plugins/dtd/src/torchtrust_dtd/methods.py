@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from toolkit_core.attribution.base import RelevanceMethod
 
 
@@ -18,6 +20,13 @@ class DTD(RelevanceMethod):
     name = "dtd"
     summary = "Deep Taylor decomposition: z+ on hidden layers, zB (box-constrained) on the first layer."
     citation = "arXiv:1512.02479"
+
+    @classmethod
+    def experiment_claims(cls, stage: str, result: dict[str, Any], labels: list[str]) -> list[Any]:
+        """The modified-backprop seed's claims against the plain gradient (see ``modified_bp_claims``)."""
+        from toolkit_core.experiment.anchors import modified_bp_claims
+
+        return modified_bp_claims(stage, result, labels, reference="gradient")
 
     def __init__(
         self, low: float | None = None, high: float | None = None, epsilon: float = 1e-6, low_memory: bool = False,

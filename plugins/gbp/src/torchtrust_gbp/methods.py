@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from toolkit_core.attribution.base import ActivationMethod
 
 from .kernels import guided_relu_grad
@@ -22,6 +24,13 @@ class GuidedBackprop(ActivationMethod):
     kernels = ("torchtrust_gbp::guided_relu_grad",)
     activation = "gbp_relu"
     rule_kernels = {"guided_relu_grad": guided_relu_grad}
+
+    @classmethod
+    def experiment_claims(cls, stage: str, result: dict[str, Any], labels: list[str]) -> list[Any]:
+        """The modified-backprop seed's claims against the plain gradient (see ``modified_bp_claims``)."""
+        from toolkit_core.experiment.anchors import modified_bp_claims
+
+        return modified_bp_claims(stage, result, labels, reference="gradient", vgg_labels=labels)
 
     def __init__(self, composite: dict | None = None):
         self.composite_override = composite

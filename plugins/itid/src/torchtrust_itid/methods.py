@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -50,6 +51,18 @@ class Itid(Metric):
         "accuracy": "0-1 accuracy on the evaluation data",
         "bound": "ITID bound estimate: error + invariance_weight * (1 - inv_hard) + sqrt(ln(2/delta) / 2n)",
     }
+
+    @classmethod
+    def experiment_claims(cls, stage: str, result: dict[str, Any], labels: list[str]) -> list[Any]:
+        """The seed's claim: training with invariance enhancement raises hypothesis invariance."""
+        if stage != "metrics":
+            return []
+        from toolkit_core.experiment.anchors import ordered
+
+        return [ordered(stage, "training with invariance enhancement (itid_enhance) raises hypothesis "
+                        "invariance (inv_hard) over plain training", "Zheng et al. (seed, arXiv:1911.12603)", result,
+                        ("table", label, "itid_enhance", "inv_hard"), ("table", label, "plain", "inv_hard"),
+                        ("itid_enhance", "plain")) for label in labels]
 
     def __init__(
         self,

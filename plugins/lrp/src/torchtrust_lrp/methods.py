@@ -59,6 +59,14 @@ class LRP(RelevanceMethod):
         shown beside it."""
         return [{}, {"composite": "epsilon_plus_flat"}, {"rule": "lrp_zplus"}]
 
+    @classmethod
+    def experiment_claims(cls, stage: str, result: dict[str, Any], labels: list[str]) -> list[Any]:
+        """The modified-backprop seed's claims against the plain gradient (see ``modified_bp_claims``)."""
+        from toolkit_core.experiment.anchors import modified_bp_claims
+
+        return modified_bp_claims(stage, result, labels, reference="gradient",
+                                  vgg_labels=[lbl for lbl in labels if "zplus" in lbl or "z+" in lbl])
+
     def __init__(
         self,
         composite: str | dict | None = None,

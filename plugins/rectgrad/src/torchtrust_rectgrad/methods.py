@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from toolkit_core.attribution.base import ActivationMethod
 
 from .kernels import rectify
@@ -22,6 +24,13 @@ class RectGrad(ActivationMethod):
     multiply_input = True
     activation = "rectgrad_relu"
     rule_kernels = {"rectify": rectify}
+
+    @classmethod
+    def experiment_claims(cls, stage: str, result: dict[str, Any], labels: list[str]) -> list[Any]:
+        """The modified-backprop seed's claims against the plain gradient (see ``modified_bp_claims``)."""
+        from toolkit_core.experiment.anchors import modified_bp_claims
+
+        return modified_bp_claims(stage, result, labels, reference="gradient")
 
     def __init__(self, q: float = 98.0, composite: dict | None = None):
         if not 0 <= q <= 100:
