@@ -304,6 +304,7 @@ def test_seeded_stages_report_mean_and_std_over_seeds_and_print_one_line_per_sta
     Experiment.from_dict(cfg, quick=True).run(tmp_path, progress=True)
     again = capsys.readouterr().out
     assert "metrics (seed 0): resumed" in again and "metrics (seed 1): resumed" in again
+    assert "metrics (seed 0): done" not in again  # a resumed stage does not reprint its old timing
     assert again.count("report: ") == 1
 
 
