@@ -93,3 +93,13 @@ def test_branching_model_is_refused_with_a_reason():
 
     with pytest.raises(ValueError, match="chain"):
         merge_features(Residual(), torch.randn(8, 4))
+
+
+def test_experiment_variants_declare_the_quick_budget():
+    from toolkit_core.methods import Scale
+
+    cls = get_info("feature_complexity").cls
+    assert cls.experiment_variants(Scale(quick=True)) == [{"tol": 0.1, "max_samples": 256}]
+    assert cls.experiment_variants(Scale(quick=False)) == [{}, {"tol": 0.1}]
+    for params in cls.experiment_variants(Scale(quick=True)) + cls.experiment_variants(Scale()):
+        cls(**params)  # every declared variant is valid

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from toolkit_core.data import iterate_batches
 from toolkit_core.features import Directions, device_of, require_data
-from toolkit_core.methods import Metric
+from toolkit_core.methods import Metric, Scale
 from toolkit_core.modelstate import preserved
 
 __all__ = ["FeatureComplexity", "MergeReport", "merge_features"]
@@ -204,6 +204,14 @@ class FeatureComplexity(Metric):
             raise ValueError(f"max_samples must be >= 1, got {max_samples}")
         self.tol = tol
         self.max_samples = max_samples
+
+    @classmethod
+    def experiment_variants(cls, scale: Scale) -> list[dict]:
+        """Exact equivalences (tol 1e-3) and near ones (tol 0.1, where small trained CNNs do merge; see
+        docs/results/seed-pool.md); a quick run: tol 0.1 on a 256-input probe."""
+        if scale.quick:
+            return [{"tol": 0.1, "max_samples": 256}]
+        return [{}, {"tol": 0.1}]
 
     def compute(self, model, data) -> dict[str, float]:
         device = device_of(model)
