@@ -48,6 +48,41 @@ def test_every_kind_has_scaffold_templates_and_a_contract_check():
         assert callable(getattr(testing, k.check)), f"toolkit_core.testing has no contract check {k.check}"
 
 
+def test_no_template_folder_or_contract_check_outside_the_table():
+    """A kind removed from the table leaves no orphan: every template folder and every ``_check_*`` is a row's."""
+    folders = {p.name for p in (ROOT / "registry" / "templates").iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders == {k.template for k in kinds.KINDS}
+    checks = {n for n, obj in vars(testing).items() if n.startswith("_check_") and callable(obj)}
+    assert checks == {k.check for k in kinds.KINDS}
+
+
+def test_every_kind_base_class_is_a_table_row():
+    """No base class with a ``kind`` exists in toolkit_core.methods beside the table's."""
+    with_kind = {obj for obj in vars(methods).values()
+                 if isinstance(obj, type) and issubclass(obj, methods.Method) and obj is not methods.Method
+                 and obj.__module__ == methods.__name__}
+    assert with_kind == set(methods.BASES.values())
+    assert [b.kind for b in methods.BASES.values()] == list(NAMES)
+
+
+def test_the_scaffold_fills_each_row_into_its_package(tmp_path):
+    """The generated package registers its class with the row's hook and subclasses the row's base."""
+    for k in kinds.KINDS:
+        root = scaffold.write_plugin(f"probe_{k.name}", k.name, str(tmp_path / k.name))
+        text = "\n".join(p.read_text() for p in root.rglob("*.py"))
+        assert f"def {k.hook}(" in text, f"{k.name}: the scaffold does not implement {k.hook}"
+        assert re.search(rf"class \w+\((\w+\.)?{k.base}\)", text), f"{k.name}: no subclass of {k.base}"
+
+
+def test_check_method_dispatches_by_the_table(monkeypatch):
+    """check_method calls the contract check the table names for the method's kind, and only that one."""
+    called = []
+    for k in kinds.KINDS:
+        monkeypatch.setattr(testing, k.check, lambda obj, _n=k.name: called.append(_n))
+    testing.check_method("fgsm")
+    assert called == ["attack"]
+
+
 def test_experiment_sections_are_the_table_sections():
     assert config.METHOD_SECTIONS == {k.section: k.name for k in kinds.KINDS if k.section}
     assert kinds.experiment_sections() == config.METHOD_SECTIONS
@@ -60,8 +95,10 @@ def test_unknown_kind_names_the_valid_ones():
 
 
 def test_no_other_module_spells_out_the_kinds():
-    """Three or more kind names quoted within a few lines, outside the table, are a list that would drift."""
-    quoted = re.compile(r"""["'](""" + "|".join(NAMES) + r""")["']""")
+    """Three or more kind names, hook names or config sections quoted within a few lines, outside the table, are a
+    list that would drift."""
+    words = [*NAMES, *(k.hook for k in kinds.KINDS), *(k.section for k in kinds.KINDS if k.section)]
+    quoted = re.compile(r"""["'](""" + "|".join(map(re.escape, dict.fromkeys(words))) + r""")["']""")
     offenders = []
     for path in [*(ROOT / "toolkit_core").rglob("*.py"), *(ROOT / "registry").rglob("*.py")]:
         if path.name == "kinds.py":
