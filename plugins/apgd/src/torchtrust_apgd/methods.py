@@ -8,6 +8,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
+from toolkit_core import params
 from toolkit_core.attacks import check_classes
 from toolkit_core.methods import Attack, Scale
 
@@ -87,22 +88,16 @@ class APGD(Attack):
         momentum: float = 0.75,
         seed: int | None = None,
     ):
-        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not math.isfinite(eps) or eps < 0:
-            raise ValueError(f"apgd: eps must be a finite number >= 0 (the radius of the threat ball), got {eps!r}")
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-            raise ValueError(f"apgd: steps must be an integer >= 1, got {steps!r}")
-        if not isinstance(restarts, int) or isinstance(restarts, bool) or restarts < 1:
-            raise ValueError(f"apgd: restarts must be an integer >= 1, got {restarts!r}")
-        if norm not in ("linf", "l2"):
-            raise ValueError(f"apgd: norm must be 'linf' or 'l2', got {norm!r}")
-        if loss not in ("ce", "dlr"):
-            raise ValueError(f"apgd: loss must be 'ce' or 'dlr', got {loss!r}")
+        params.number("apgd", "eps", eps, meaning="the radius of the threat ball")
+        params.count("apgd", "steps", steps)
+        params.count("apgd", "restarts", restarts)
+        params.choice("apgd", "norm", norm, ("linf", "l2"))
+        params.choice("apgd", "loss", loss, ("ce", "dlr"))
         if not 0 < rho <= 1:
             raise ValueError(f"apgd: rho must lie in (0, 1], got {rho!r}")
         if not 0 < momentum <= 1:
             raise ValueError(f"apgd: momentum must lie in (0, 1] (1 = no momentum), got {momentum!r}")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise ValueError(f"apgd: seed must be an integer or None, got {seed!r}")
+        params.seed("apgd", seed)
         self.eps = float(eps)
         self.steps = steps
         self.norm = norm
@@ -264,9 +259,7 @@ class APGDT(APGD):
     ):
         super().__init__(eps=eps, steps=steps, norm=norm, loss="dlr", restarts=restarts, rho=rho,
                          momentum=momentum, seed=seed)
-        if not isinstance(n_target_classes, int) or isinstance(n_target_classes, bool) or n_target_classes < 1:
-            raise ValueError(f"apgd_t: n_target_classes must be an integer >= 1, got {n_target_classes!r}")
-        self.n_target_classes = n_target_classes
+        self.n_target_classes = params.count("apgd_t", "n_target_classes", n_target_classes)
 
     @classmethod
     def contract_params(cls) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -11,6 +10,7 @@ from typing import Any, Literal
 import torch
 from torch import fx, nn
 
+from toolkit_core import params
 from toolkit_core.attacks import check_classes
 from toolkit_core.methods import Attack, Scale
 from toolkit_core.progress import progress
@@ -140,14 +140,10 @@ class AutoAttack(Attack):
         seed: int | None = 0,
         progress: bool = False,
     ):
-        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not math.isfinite(eps) or eps < 0:
-            raise ValueError(f"autoattack: eps must be a finite number >= 0, got {eps!r}")
-        if norm not in ("linf", "l2"):
-            raise ValueError(f"autoattack: norm must be 'linf' or 'l2', got {norm!r}")
-        if version not in VERSIONS:
-            raise ValueError(f"autoattack: version must be one of {sorted(VERSIONS)}, got {version!r}")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise ValueError(f"autoattack: seed must be an integer or None, got {seed!r}")
+        params.number("autoattack", "eps", eps, meaning="the radius of the threat ball")
+        params.choice("autoattack", "norm", norm, ("linf", "l2"))
+        params.choice("autoattack", "version", version, sorted(VERSIONS))
+        params.seed("autoattack", seed)
         self.eps = float(eps)
         self.norm = norm
         self.version = version

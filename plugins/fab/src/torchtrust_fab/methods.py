@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import torch
 
+from toolkit_core import params
 from toolkit_core.attacks import check_classes
 from toolkit_core.methods import Attack, Scale
 
@@ -59,21 +59,17 @@ class FAB(Attack):
         beta: float = 0.9,
         seed: int | None = None,
     ):
-        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not math.isfinite(eps) or eps < 0:
-            raise ValueError(f"fab: eps must be a finite number >= 0 (the radius of the threat ball), got {eps!r}")
-        if norm not in ("linf", "l2"):
-            raise ValueError(f"fab: norm must be 'linf' or 'l2', got {norm!r}")
+        params.number("fab", "eps", eps, meaning="the radius of the threat ball")
+        params.choice("fab", "norm", norm, ("linf", "l2"))
         for key, v in (("steps", steps), ("n_target_classes", n_target_classes), ("restarts", restarts)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"fab: {key} must be an integer >= 1, got {v!r}")
+            params.count("fab", key, v)
         if not 0 <= alpha_max <= 1:
             raise ValueError(f"fab: alpha_max must lie in [0, 1], got {alpha_max!r}")
         if not eta >= 1:
             raise ValueError(f"fab: eta (the overshoot) must be >= 1, got {eta!r}")
         if not 0 < beta <= 1:
             raise ValueError(f"fab: beta (the backward step) must lie in (0, 1], got {beta!r}")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise ValueError(f"fab: seed must be an integer or None, got {seed!r}")
+        params.seed("fab", seed)
         self.eps = float(eps)
         self.norm = norm
         self.steps = steps

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
+from toolkit_core import params
 from toolkit_core.attacks import check_classes
 from toolkit_core.methods import Attack
 
@@ -25,9 +24,7 @@ class FGSM(Attack):
     citation = "arXiv:1412.6572"
 
     def __init__(self, eps: float = 8 / 255):
-        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not math.isfinite(eps) or eps < 0:
-            raise ValueError(f"fgsm: eps must be a finite number >= 0 (the L-inf radius), got {eps!r}")
-        self.eps = float(eps)
+        self.eps = params.number("fgsm", "eps", eps, meaning="the L-inf radius")
 
     def perturb(self, model, x, y):
         x = x.detach().requires_grad_(True)

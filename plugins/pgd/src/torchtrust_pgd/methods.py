@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
+from toolkit_core import params
 from toolkit_core.attacks import check_classes
 from toolkit_core.folding import fold_batchnorm
 from toolkit_core.methods import Attack, Scale
@@ -16,14 +16,10 @@ from .kernels import l2_step, linf_step
 
 
 def _check_budget(name: str, eps: float, alpha: float, steps: int, restarts: int) -> None:
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not math.isfinite(eps) or eps < 0:
-        raise ValueError(f"{name}: eps must be a finite number >= 0 (the radius of the threat ball), got {eps!r}")
-    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not math.isfinite(alpha) or alpha <= 0:
-        raise ValueError(f"{name}: alpha (the step size) must be a finite number > 0, got {alpha!r}")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"{name}: steps must be an integer >= 1, got {steps!r}")
-    if not isinstance(restarts, int) or isinstance(restarts, bool) or restarts < 1:
-        raise ValueError(f"{name}: restarts must be an integer >= 1, got {restarts!r}")
+    params.number(name, "eps", eps, meaning="the radius of the threat ball")
+    params.number(name, "alpha", alpha, strict=True, meaning="the step size")
+    params.count(name, "steps", steps)
+    params.count(name, "restarts", restarts)
 
 
 def random_start(x: torch.Tensor, eps: float, norm: str, generator: torch.Generator | None) -> torch.Tensor:
@@ -80,10 +76,8 @@ class PGD(Attack):
         fold_bn: bool = True,
     ):
         _check_budget("pgd", eps, alpha, steps, restarts)
-        if norm not in ("linf", "l2"):
-            raise ValueError(f"pgd: norm must be 'linf' or 'l2', got {norm!r}")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise ValueError(f"pgd: seed must be an integer or None, got {seed!r}")
+        params.choice("pgd", "norm", norm, ("linf", "l2"))
+        params.seed("pgd", seed)
         self.eps = float(eps)
         self.alpha = float(alpha)
         self.steps = steps

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 from scipy.stats import beta, binomtest, norm
 
+from toolkit_core import params
 from toolkit_core.methods import Certifier, Scale
 
 
@@ -54,15 +54,12 @@ class MonteCarloCertifier(Certifier):
 
     def __init__(self, sigma: float = 0.25, n0: int = 100, n: int = 100000, alpha: float = 0.001,
                  batch_size: int = 1000, seed: int | None = 0):
-        if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not math.isfinite(sigma) or sigma <= 0:
-            raise ValueError(f"{self.name}: sigma (the noise level) must be a finite number > 0, got {sigma!r}")
+        params.number(self.name, "sigma", sigma, strict=True, meaning="the noise level")
         for key, v in (("n0", n0), ("n", n), ("batch_size", batch_size)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{self.name}: {key} must be an integer >= 1, got {v!r}")
+            params.count(self.name, key, v)
         if not 0 < alpha < 1:
             raise ValueError(f"{self.name}: alpha (the failure probability) must lie in (0, 1), got {alpha!r}")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise ValueError(f"{self.name}: seed must be an integer or None, got {seed!r}")
+        params.seed(self.name, seed)
         self.sigma = float(sigma)
         self.n0, self.n = n0, n
         self.alpha = float(alpha)

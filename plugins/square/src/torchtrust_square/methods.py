@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import torch
 
+from toolkit_core import params
 from toolkit_core.attacks import check_classes
 from toolkit_core.methods import Attack, Scale
 
@@ -92,19 +93,13 @@ class Square(Attack):
         rescale_schedule: bool = False,
         seed: int | None = None,
     ):
-        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not math.isfinite(eps) or eps < 0:
-            raise ValueError(f"square: eps must be a finite number >= 0 (the radius of the threat ball), got {eps!r}")
-        if norm not in ("linf", "l2"):
-            raise ValueError(f"square: norm must be 'linf' or 'l2', got {norm!r}")
-        if not isinstance(n_queries, int) or isinstance(n_queries, bool) or n_queries < 1:
-            raise ValueError(f"square: n_queries (queries per point) must be an integer >= 1, got {n_queries!r}"
-                             )
+        params.number("square", "eps", eps, meaning="the radius of the threat ball")
+        params.choice("square", "norm", norm, ("linf", "l2"))
+        params.count("square", "n_queries", n_queries, meaning="queries per point")
         if not 0 < p_init <= 1:
             raise ValueError(f"square: p_init (initial fraction of pixels changed) must lie in (0, 1], got {p_init!r}")
-        if not isinstance(restarts, int) or isinstance(restarts, bool) or restarts < 1:
-            raise ValueError(f"square: restarts must be an integer >= 1, got {restarts!r}")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise ValueError(f"square: seed must be an integer or None, got {seed!r}")
+        params.count("square", "restarts", restarts)
+        params.seed("square", seed)
         self.eps = float(eps)
         self.norm = norm
         self.n_queries = n_queries
