@@ -1,4 +1,4 @@
-"""toolkit_core.params: the shared constructor-argument checks, their bounds and their messages."""
+"""toolkit_core.params (the shared constructor-argument checks: bounds, messages) and the shared attack budget."""
 
 from __future__ import annotations
 
@@ -53,3 +53,17 @@ def test_the_attacks_and_certifiers_use_them(name, bad):
     key, value = next(iter(bad.items()))
     with pytest.raises(ValueError, match=rf"^{name}: {key}\b.* must be .*got {value!r}"):
         get_info(name).cls(**bad)
+
+
+def test_targeted_budget_follows_the_scale():
+    from toolkit_core.attacks import targeted_budget
+    from toolkit_core.methods import Scale
+
+    assert targeted_budget(Scale(eps=0.1)) == {"eps": 0.1, "steps": 50, "n_target_classes": 9, "seed": 0}
+    assert targeted_budget(Scale(eps=8 / 255, quick=True)) == {"eps": 8 / 255, "steps": 10, "n_target_classes": 3,
+                                                                "seed": 0}
+    for name in ("apgd_t", "fab"):
+        from toolkit_core.catalog import get_info
+
+        assert get_info(name).cls.experiment_variants(Scale(eps=0.2, quick=True)) == [
+            targeted_budget(Scale(eps=0.2, quick=True))]

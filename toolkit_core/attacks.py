@@ -82,3 +82,12 @@ def run_attack(attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             target = Float32Logits(target)  # mixed precision: the attack's loss and margins in float32
         parts = [attack.perturb(target, xc.detach(), yc).detach() for xc, yc in chunks(x, y, batch_size)]
     return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def targeted_budget(scale) -> dict:
+    """The evaluation budget of a targeted attack in an experiment at ``scale``
+    (:class:`~toolkit_core.methods.Scale`): the threat radius ``scale.eps``, 50 iterations on the 9
+    runner-up classes (AutoAttack's targeted setting, arXiv:2003.01690; quick: 10 iterations on 3),
+    seed 0. For a class that takes ``eps``, ``steps``, ``n_target_classes`` and ``seed``."""
+    return {"eps": scale.eps, "steps": 10 if scale.quick else 50, "n_target_classes": 3 if scale.quick else 9,
+            "seed": 0}

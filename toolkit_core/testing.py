@@ -29,7 +29,8 @@ from .kinds import get_kind
 from .methods import BASES, Method, MethodInfo, describe
 from .modelstate import ModelSnapshot
 
-__all__ = ["ModelSnapshot", "check_kernel", "check_method", "contract_model", "digits_batch", "with_plugin_on_path"]
+__all__ = ["ModelSnapshot", "check_kernel", "check_method", "contract_model", "digits_batch", "small_mlp",
+           "with_plugin_on_path"]
 
 
 # --------------------------------------------------------------------------- contract checks
@@ -41,6 +42,16 @@ def contract_model(seed: int = 0, bias: bool = True) -> torch.nn.Module:
 
     torch.manual_seed(seed)
     return DigitsCNN(size=16, width=4, hidden=16, bias=bias).eval()
+
+
+def small_mlp(bias: bool = True, seed: int = 3) -> torch.nn.Module:
+    """``Flatten -> Linear(6, 5) -> ReLU -> Linear(5, 4) -> ReLU -> Linear(4, 3)``, initialized after
+    ``torch.manual_seed(seed)``: small enough to evaluate a weight-based measure by hand."""
+    from torch import nn
+
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(6, 5, bias=bias), nn.ReLU(), nn.Linear(5, 4, bias=bias),
+                         nn.ReLU(), nn.Linear(4, 3, bias=bias))
 
 
 def digits_batch(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from toolkit_core.catalog import create, get_info
-from toolkit_core.testing import check_method
+from toolkit_core.testing import check_method, small_mlp
 
 
 def test_spectral_product_contract_and_provider():
@@ -15,12 +15,6 @@ def test_spectral_product_contract_and_provider():
 
 
 # --------------------------------------------------------------- numbers against formulas evaluated directly
-
-
-def small_mlp(bias):
-    torch.manual_seed(3)
-    return nn.Sequential(nn.Flatten(), nn.Linear(6, 5, bias=bias), nn.ReLU(), nn.Linear(5, 4, bias=bias),
-                         nn.ReLU(), nn.Linear(4, 3, bias=bias))
 
 
 def test_spectral_product_equals_svd():

@@ -7,7 +7,7 @@ from typing import Any, Literal
 import torch
 
 from toolkit_core import params
-from toolkit_core.attacks import check_classes
+from toolkit_core.attacks import check_classes, targeted_budget
 from toolkit_core.methods import Attack, Scale
 
 from .projection import project
@@ -87,9 +87,8 @@ class FAB(Attack):
 
     @classmethod
     def experiment_variants(cls, scale: Scale) -> list[dict[str, Any]]:
-        """Evaluation: 50 steps on 9 targets (quick: 10 steps on 3), seeded."""
-        return [{"eps": scale.eps, "steps": 10 if scale.quick else 50,
-                 "n_target_classes": 3 if scale.quick else 9, "seed": 0}]
+        """Evaluation: :func:`toolkit_core.attacks.targeted_budget` (50 steps on 9 targets; quick: 10 on 3)."""
+        return [targeted_budget(scale)]
 
     # ------------------------------------------------------------------ linearization
 

@@ -17,7 +17,8 @@ from toolkit_core import kernels
 POINT_BLOCK = 4096
 
 
-def _knn(queries: Tensor, points: Tensor, k: int) -> tuple[Tensor, Tensor]:
+def check_inputs(queries: Tensor, points: Tensor, k: int) -> None:
+    """Both implementations' argument check: ``queries (M, D)``, ``points (N, D)``, ``1 <= k <= N``."""
     if queries.dim() != 2 or points.dim() != 2 or queries.shape[1] != points.shape[1]:
         raise ValueError(
             f"knn expects queries (M, D) and points (N, D) with the same D, got {tuple(queries.shape)} "
@@ -25,6 +26,10 @@ def _knn(queries: Tensor, points: Tensor, k: int) -> tuple[Tensor, Tensor]:
         )
     if not 1 <= k <= points.shape[0]:
         raise ValueError(f"k must be in [1, N={points.shape[0]}], got {k}")
+
+
+def _knn(queries: Tensor, points: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    check_inputs(queries, points, k)
     best_d = torch.full((queries.shape[0], 0), float("inf"), dtype=queries.dtype, device=queries.device)
     best_i = torch.zeros((queries.shape[0], 0), dtype=torch.long, device=queries.device)
     for s in range(0, points.shape[0], POINT_BLOCK):

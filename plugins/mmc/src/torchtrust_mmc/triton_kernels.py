@@ -4,6 +4,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .knn import check_inputs
+
 
 @triton.jit
 def _knn_tile_kernel(
@@ -33,13 +35,7 @@ def _knn_tile_kernel(
 
 
 def knn(queries: torch.Tensor, points: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    if queries.dim() != 2 or points.dim() != 2 or queries.shape[1] != points.shape[1]:
-        raise ValueError(
-            f"knn expects queries (M, D) and points (N, D) with the same D, got {tuple(queries.shape)} "
-            f"and {tuple(points.shape)}"
-        )
-    if not 1 <= k <= points.shape[0]:
-        raise ValueError(f"k must be in [1, N={points.shape[0]}], got {k}")
+    check_inputs(queries, points, k)
     q, p = queries.contiguous(), points.contiguous()
     m, n, d = q.shape[0], p.shape[0], q.shape[1]
     block_m, block_n = 16, 64

@@ -44,9 +44,20 @@ def generated_samples(model, data) -> torch.Tensor:
 
 
 class _ModeMetric(Metric):
+    """One key of :func:`~toolkit_core.generative.modes.mode_statistics` as a metric: a subclass sets
+    ``key`` (also its name), ``higher`` (is a larger value better) and ``definition``."""
+
     citation = "arXiv:1712.04086"
     key: ClassVar[str] = ""
+    higher: ClassVar[bool] = True
+    definition: ClassVar[str] = ""
     applies_to: ClassVar[str] = "generator"
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.name = cls.key
+        cls.higher_is_better = {cls.key: cls.higher}
+        cls.definitions = {cls.key: cls.definition}
 
     def __init__(self, mixture: Literal["ring", "grid"] = "ring", threshold: float = 3.0):
         mixture_spec(mixture)
@@ -76,28 +87,23 @@ class _ModeMetric(Metric):
 class ModesCaptured(_ModeMetric):
     """Number of mixture modes that receive at least one high-quality sample (PacGAN, Lin et al. 2018)."""
 
-    name = "modes_captured"
-    summary = "Modes of the PacGAN ring/grid mixture with at least one sample within 3 std."
     key = "modes_captured"
-    higher_is_better = {"modes_captured": True}
-    definitions = {"modes_captured": "modes of the mixture with at least one generated sample within 3 std"}
+    summary = "Modes of the PacGAN ring/grid mixture with at least one sample within 3 std."
+    definition = "modes of the mixture with at least one generated sample within 3 std"
 
 
 class HighQualityFraction(_ModeMetric):
     """Fraction of samples within ``threshold`` std of their nearest mode (PacGAN, Lin et al. 2018)."""
 
-    name = "high_quality_fraction"
-    summary = "Fraction of generated samples within 3 std of their nearest PacGAN mixture mode."
     key = "high_quality_fraction"
-    higher_is_better = {"high_quality_fraction": True}
-    definitions = {"high_quality_fraction": "share of generated samples within 3 std of their nearest mode"}
+    summary = "Fraction of generated samples within 3 std of their nearest PacGAN mixture mode."
+    definition = "share of generated samples within 3 std of their nearest mode"
 
 
 class ReverseKL(_ModeMetric):
     """``KL(p || uniform)`` of the generated high-quality mode histogram (PacGAN, Lin et al. 2018)."""
 
-    name = "reverse_kl"
-    summary = "KL divergence from the generated mode histogram to the uniform one (PacGAN protocol)."
     key = "reverse_kl"
-    higher_is_better = {"reverse_kl": False}
-    definitions = {"reverse_kl": "KL(p || uniform) of the high-quality samples' histogram p over modes"}
+    summary = "KL divergence from the generated mode histogram to the uniform one (PacGAN protocol)."
+    higher = False
+    definition = "KL(p || uniform) of the high-quality samples' histogram p over modes"
