@@ -55,15 +55,19 @@ def test_the_attacks_and_certifiers_use_them(name, bad):
         get_info(name).cls(**bad)
 
 
+
 def test_targeted_budget_follows_the_scale():
-    from toolkit_core.attacks import targeted_budget
+    from toolkit_core.attacks import TargetedBudget
+    from toolkit_core.catalog import get_info
     from toolkit_core.methods import Scale
 
-    assert targeted_budget(Scale(eps=0.1)) == {"eps": 0.1, "steps": 50, "n_target_classes": 9, "seed": 0}
-    assert targeted_budget(Scale(eps=8 / 255, quick=True)) == {"eps": 8 / 255, "steps": 10, "n_target_classes": 3,
-                                                                "seed": 0}
+    assert TargetedBudget.experiment_variants(Scale(eps=0.1)) == [
+        {"eps": 0.1, "steps": 50, "n_target_classes": 9, "seed": 0}]
+    assert TargetedBudget.experiment_variants(Scale(eps=8 / 255, quick=True)) == [
+        {"eps": 8 / 255, "steps": 10, "n_target_classes": 3, "seed": 0}]
     for name in ("apgd_t", "fab"):
-        from toolkit_core.catalog import get_info
-
-        assert get_info(name).cls.experiment_variants(Scale(eps=0.2, quick=True)) == [
-            targeted_budget(Scale(eps=0.2, quick=True))]
+        cls = get_info(name).cls
+        assert cls.experiment_variants(Scale(eps=0.2, quick=True)) == [
+            {"eps": 0.2, "steps": 10, "n_target_classes": 3, "seed": 0}]
+        assert cls.contract_params() == {"steps": 3, "n_target_classes": 2, "seed": 0}
+    assert get_info("apgd").cls.contract_params() != TargetedBudget.contract_params()  # the mixin stays on APGD-T

@@ -84,10 +84,18 @@ def run_attack(attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
-def targeted_budget(scale) -> dict:
-    """The evaluation budget of a targeted attack in an experiment at ``scale``
-    (:class:`~toolkit_core.methods.Scale`): the threat radius ``scale.eps``, 50 iterations on the 9
-    runner-up classes (AutoAttack's targeted setting, arXiv:2003.01690; quick: 10 iterations on 3),
-    seed 0. For a class that takes ``eps``, ``steps``, ``n_target_classes`` and ``seed``."""
-    return {"eps": scale.eps, "steps": 10 if scale.quick else 50, "n_target_classes": 3 if scale.quick else 9,
-            "seed": 0}
+
+class TargetedBudget:
+    """Mixin giving a targeted attack (parameters ``eps``, ``steps``, ``n_target_classes``, ``seed``) its
+    experiment settings: 50 iterations on the 9 runner-up classes at the threat radius ``scale.eps``
+    (AutoAttack's targeted setting, arXiv:2003.01690; quick: 10 iterations on 3), seed 0; contract
+    checks with 3 steps on 2 targets. List it before the attack's base: ``class FAB(TargetedBudget, Attack)``."""
+
+    @classmethod
+    def contract_params(cls) -> dict:
+        return {"steps": 3, "n_target_classes": 2, "seed": 0}
+
+    @classmethod
+    def experiment_variants(cls, scale) -> list[dict]:
+        return [{"eps": scale.eps, "steps": 10 if scale.quick else 50, "n_target_classes": 3 if scale.quick else 9,
+                 "seed": 0}]

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from toolkit_core import params
-from toolkit_core.attacks import check_classes, targeted_budget
+from toolkit_core.attacks import TargetedBudget, check_classes
 from toolkit_core.methods import Attack, Scale
 
 TINY = 1e-12
@@ -227,7 +227,7 @@ class APGD(Attack):
         return best
 
 
-class APGDT(APGD):
+class APGDT(TargetedBudget, APGD):
     """APGD-T: targeted APGD on the targeted DLR loss, one run per target class (Croce & Hein 2020).
 
     The targets of a point are the classes ranked 2nd, 3rd, ... ``(n_target_classes + 1)``-th by the
@@ -260,15 +260,6 @@ class APGDT(APGD):
         super().__init__(eps=eps, steps=steps, norm=norm, loss="dlr", restarts=restarts, rho=rho,
                          momentum=momentum, seed=seed)
         self.n_target_classes = params.count("apgd_t", "n_target_classes", n_target_classes)
-
-    @classmethod
-    def contract_params(cls) -> dict:
-        return {"steps": 3, "n_target_classes": 2, "seed": 0}
-
-    @classmethod
-    def experiment_variants(cls, scale: Scale) -> list[dict[str, Any]]:
-        """Evaluation: :func:`toolkit_core.attacks.targeted_budget` (50 steps on 9 targets; quick: 10 on 3)."""
-        return [targeted_budget(scale)]
 
     def perturb(self, model, x, y):
         generator = None if self.seed is None else torch.Generator(device=x.device).manual_seed(self.seed)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
 from toolkit_core import params
-from toolkit_core.attacks import check_classes, targeted_budget
-from toolkit_core.methods import Attack, Scale
+from toolkit_core.attacks import TargetedBudget, check_classes
+from toolkit_core.methods import Attack
 
 from .projection import project
 
@@ -19,7 +19,7 @@ def _norm(v: torch.Tensor, norm: str) -> torch.Tensor:
     return v.abs().amax(1) if norm == "linf" else v.norm(dim=1)
 
 
-class FAB(Attack):
+class FAB(TargetedBudget, Attack):
     """FAB: the smallest adversarial perturbation found by projecting onto linearized boundaries.
 
     At iterate ``x`` (start: the clean point ``x0``) with class logits ``z`` and a boundary
@@ -80,15 +80,6 @@ class FAB(Attack):
         self.eta = float(eta)
         self.beta = float(beta)
         self.seed = seed
-
-    @classmethod
-    def contract_params(cls) -> dict:
-        return {"steps": 3, "n_target_classes": 2, "seed": 0}
-
-    @classmethod
-    def experiment_variants(cls, scale: Scale) -> list[dict[str, Any]]:
-        """Evaluation: :func:`toolkit_core.attacks.targeted_budget` (50 steps on 9 targets; quick: 10 on 3)."""
-        return [targeted_budget(scale)]
 
     # ------------------------------------------------------------------ linearization
 
