@@ -10,10 +10,17 @@ CITED = re.compile(r"\b((?:docs|benchmarks|examples)/[\w./-]+\.(?:md|py|toml))")
 LINK = re.compile(r"\]\(([^)#:\s]+\.(?:md|py|toml))(?:#[^)]*)?\)")
 
 
-def _sources():
-    for pattern in ("toolkit_core/**/*.py", "registry/**/*.py", "plugins/*/src/**/*.py", "benchmarks/*.py",
-                    "docs/**/*.md", "README.md"):
-        yield from ROOT.glob(pattern)
+BARE = re.compile(r"(?<![\w./-])([A-Za-z][\w-]*\.md)\b")
+SOURCES = ("toolkit_core/**/*.py", "registry/**/*.py", "plugins/*/src/**/*.py", "benchmarks/*.py",
+           "docs/**/*.md", "README.md")
+#: also read for citations: tests, templates, examples, packaging
+MORE = ("tests/**/*.py", "plugins/*/tests/**/*.py", "plugins/*/pyproject.toml", "registry/templates/**/*.tmpl",
+        "examples/**/*.toml", "pyproject.toml", "conftest.py")
+
+
+def _sources(patterns=SOURCES):
+    for pattern in patterns:
+        yield from (p for p in ROOT.glob(pattern) if p.is_file() and p != Path(__file__).resolve())
 
 
 def test_every_cited_file_exists():
@@ -36,3 +43,19 @@ def test_every_cited_file_exists():
 def test_no_citation_of_a_file_outside_the_repository():
     offenders = [str(p.relative_to(ROOT)) for p in _sources() if "METHODS.md" in p.read_text()]
     assert not offenders, f"METHODS.md is not in the repository; cite docs/specs.md instead: {offenders}"
+
+
+def test_every_document_named_anywhere_exists():
+    """A bare ``name.md`` in code, tests, templates, examples or docs names a document of the repository
+    (the method specifications are docs/specs.md and docs/methods/*.md, not a file outside it)."""
+    docs = {p.name for p in ROOT.rglob("*.md") if ".venv" not in p.parts and "wip" not in p.parts}
+    assert "specs.md" in docs and len(docs) > 40, f"found only {len(docs)} documents"
+    generated = {ref.rstrip(".") for p in ROOT.glob("benchmarks/*.py") for ref in CITED.findall(p.read_text())}
+    missing, cites = [], []
+    for path in _sources(SOURCES + MORE):
+        text = path.read_text()
+        missing += [f"{path.relative_to(ROOT)} names {ref}" for ref in BARE.findall(text) if ref not in docs]
+        cites += [f"{path.relative_to(ROOT)} cites {ref}" for ref in CITED.findall(text)
+                  if not (ROOT / ref.rstrip(".")).exists() and ref.rstrip(".") not in generated]
+    assert not missing, "\n".join(missing)
+    assert not cites, "\n".join(cites)

@@ -117,7 +117,7 @@ def _train_gan(generator, discriminator, x, prior, rt: Runtime, *, epochs, pair_
             f"{'none' if codes is None else len(codes)}: fit it on the same data or use fit_prior=True"
         )
     if ctx.distributed and ctx.rank:
-        torch.manual_seed(seed + ctx.rank)  # the prior is fitted alike everywhere; latents differ per rank
+        rt.seed(seed)  # seed + rank: the prior is fitted alike everywhere; latents differ per rank
     generator.to(dev).train()
     discriminator.to(dev).train()
     rt.broadcast(generator)
