@@ -1,5 +1,6 @@
 """Checks of a method's constructor arguments, with errors that say which method, which argument, what
-was wrong and what it got: ``pgd: steps must be an integer >= 1, got 0``.
+was wrong and what it got: ``pgd: steps must be an integer >= 1, got 0``,
+``pgd: eps must be a finite number >= 0 (the radius of the threat ball), got -1``.
 
 One spelling of the checks every attack and certifier repeats (a radius, a step count, a seed, a
 norm). ``bool`` is refused where a number is expected (``True`` is an ``int`` to Python, never a
@@ -14,8 +15,8 @@ from collections.abc import Sequence
 __all__ = ["choice", "count", "number", "seed"]
 
 
-def _label(key: str, meaning: str | None) -> str:
-    return f"{key} ({meaning})" if meaning else key
+def _meaning(meaning: str | None) -> str:
+    return f" ({meaning})" if meaning else ""
 
 
 def number(owner: str, key: str, value: object, *, low: float = 0.0, strict: bool = False,
@@ -25,14 +26,14 @@ def number(owner: str, key: str, value: object, *, low: float = 0.0, strict: boo
           and (value > low if strict else value >= low))
     if not ok:
         bound = f"{'>' if strict else '>='} {low:g}"
-        raise ValueError(f"{owner}: {_label(key, meaning)} must be a finite number {bound}, got {value!r}")
+        raise ValueError(f"{owner}: {key} must be a finite number {bound}{_meaning(meaning)}, got {value!r}")
     return float(value)
 
 
 def count(owner: str, key: str, value: object, *, meaning: str | None = None) -> int:
     """``value`` if it is an integer ``>= 1`` (not a ``bool``), else ``ValueError``."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{owner}: {_label(key, meaning)} must be an integer >= 1, got {value!r}")
+        raise ValueError(f"{owner}: {key} must be an integer >= 1{_meaning(meaning)}, got {value!r}")
     return value
 
 
