@@ -28,13 +28,14 @@ cannot go stale.
 
 from __future__ import annotations
 
-import io
 import re
 import tokenize
 from pathlib import Path
 
 import pytest
 import tomllib
+
+from .source_tokens import code_tokens, literal
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE_FILES = sorted([*(ROOT / "toolkit_core").rglob("*.py"), *(ROOT / "registry").rglob("*.py")])
@@ -80,24 +81,6 @@ def _core_names() -> set[str]:
     return set(BUILTIN_RULES) | {k for k in stats if k != "counts"}
 
 
-def _code_tokens(path: Path) -> list[tokenize.TokenInfo]:
-    """Identifiers and string literals of ``path``, without comments and docstrings."""
-    sig = [t for t in tokenize.generate_tokens(io.StringIO(path.read_text()).readline)
-           if t.type not in (tokenize.COMMENT, tokenize.NL, tokenize.ENCODING)]
-    starts = (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT)
-    out = []
-    for i, t in enumerate(sig):
-        if t.type == tokenize.STRING:
-            before = sig[i - 1].type if i else tokenize.NEWLINE
-            after = sig[i + 1].type if i + 1 < len(sig) else tokenize.ENDMARKER
-            if before in starts and after in (tokenize.NEWLINE, tokenize.ENDMARKER):
-                continue  # a string-only statement: a docstring
-            out.append(t)
-        elif t.type == tokenize.NAME:
-            out.append(t)
-    return out
-
-
 def _word(name: str) -> re.Pattern:
     return re.compile(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])")
 
@@ -107,21 +90,21 @@ def _findings(paths, names: set[str], always: set[str], core: set[str]):
     found = []
     for path in paths:
         rel = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path.name
-        for t in _code_tokens(path):
+        for t in code_tokens(path):
             text = t.string
             if t.type == tokenize.NAME:
                 # an identifier is a naming for a distinctive name, never for an ordinary word
                 hits = {n for n in names if n in text and (n in always or n not in ORDINARY_WORDS)
                         and _contains_parts(text.split("_"), n.split("_"))}
             else:
-                literal = _literal(text)
+                body = literal(text)
                 hits = set()
                 for n in (n for n in names if n in text):
                     if n in ORDINARY_WORDS and n not in always:
-                        if literal == n and n not in core:
+                        if body == n and n not in core:
                             hits.add(n)
                     elif patterns[n].search(text):
-                        words = {w for w in re.findall(r"[A-Za-z0-9_]+", literal) if patterns[n].search(w)}
+                        words = {w for w in re.findall(r"[A-Za-z0-9_]+", body) if patterns[n].search(w)}
                         if n in always or words - core:
                             hits.add(n)
                 if hits and any(frag in text for (f, frag) in ALLOWED if f == rel):
@@ -133,13 +116,6 @@ def _findings(paths, names: set[str], always: set[str], core: set[str]):
 
 def _contains_parts(parts: list[str], sub: list[str]) -> bool:
     return any(parts[i:i + len(sub)] == sub for i in range(len(parts) - len(sub) + 1))
-
-
-def _literal(text: str) -> str:
-    """The text of a string token without its prefix and quotes."""
-    body = text.lstrip("rRbBuUfF")
-    q = 3 if body[:3] in ('"""', "'''") else 1
-    return body[q:-q]
 
 
 def test_the_core_names_no_plugin():
@@ -156,7 +132,7 @@ def test_the_core_names_no_plugin():
 
 def test_every_allowed_literal_still_occurs():
     for (rel, fragment), why in ALLOWED.items():
-        tokens = _code_tokens(ROOT / rel)
+        tokens = code_tokens(ROOT / rel)
         assert any(fragment in t.string for t in tokens if t.type == tokenize.STRING), (
             f"{rel} no longer contains {fragment!r} ({why}): remove it from ALLOWED"
         )
