@@ -47,6 +47,8 @@ ORDINARY_WORDS = frozenset({"gradient", "margin", "gaussian", "calibration", "sh
 ALLOWED: dict[tuple[str, str], str] = {
     ("toolkit_core/attribution/engine.py", "docs/methods/lrp.md"):
         "an error message pointing at the spec page of the core's LRP rules (attribution/rules.py)",
+    ("toolkit_core/attribution/rules.py", "rectgrad: the output of"):
+        "the error of the core's own rectgrad_relu rule (attribution/rules.py), prefixed with the rule's family",
     ("toolkit_core/kernels.py", "torchtrust_gbp::mask"):
         "an example of the 'namespace::op' format in declare()'s error message; nothing branches on it",
 }
