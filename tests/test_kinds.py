@@ -95,9 +95,9 @@ def test_unknown_kind_names_the_valid_ones():
 
 
 def test_no_other_module_spells_out_the_kinds():
-    """Three or more kind names, hook names or config sections quoted within a few lines, outside the table, are a
-    list that would drift."""
-    words = [*NAMES, *(k.hook for k in kinds.KINDS), *(k.section for k in kinds.KINDS if k.section)]
+    """Three or more kind names or hook names quoted within a few lines, outside the table, are a list that
+    would drift."""
+    words = [*NAMES, *(k.hook for k in kinds.KINDS)]
     quoted = re.compile(r"""["'](""" + "|".join(map(re.escape, dict.fromkeys(words))) + r""")["']""")
     offenders = []
     for path in [*(ROOT / "toolkit_core").rglob("*.py"), *(ROOT / "registry").rglob("*.py")]:

@@ -22,7 +22,10 @@ from .source_tokens import code_tokens, literal
 
 ROOT = Path(__file__).resolve().parents[1]
 #: (distribution, literal) -> what the literal is instead of another plugin's method
-NOT_A_METHOD = {("torchtrust-smoothgrad", "square"): "SmoothGrad's own 'square' variant (SmoothGrad-Squared)"}
+NOT_A_METHOD = {
+    ("torchtrust-smoothgrad", "square"): "SmoothGrad's own 'square' variant (SmoothGrad-Squared)",
+    ("torchtrust-itid", "itid_enhance"): "a row label of the experiment's results that itid's seed claim reads",
+}
 IMPORT = re.compile(r"^\s*(?:from|import)\s+(torchtrust_\w+)", re.M)
 
 
@@ -45,7 +48,11 @@ def _providers() -> dict[str, str]:
 
 
 def _uses(package: str, plugin: dict, plugins: dict, providers: dict) -> dict[str, str]:
-    """distribution used -> where (first place found)."""
+    """distribution used -> where (first place found). A literal that is a rule name of the core
+    (``"gradient"`` in a composite) names the core's rule, not a method."""
+    from toolkit_core.attribution.rules import BUILTIN_RULES
+
+    core = set(BUILTIN_RULES)
     used: dict[str, str] = {}
     folder = plugin["folder"]
     for path in sorted(folder.rglob("*.py")):
@@ -58,7 +65,8 @@ def _uses(package: str, plugin: dict, plugins: dict, providers: dict) -> dict[st
         for t in code_tokens(path):
             name = literal(t.string) if t.type == tokenize.STRING else None
             dist = providers.get(name)
-            if dist and dist != plugin["dist"] and (plugin["dist"], name) not in NOT_A_METHOD:
+            if (dist and dist != plugin["dist"] and (plugin["dist"], name) not in NOT_A_METHOD
+                    and name not in core):
                 used.setdefault(dist, f"{rel}:{t.start[0]} creates {name!r}")
     return used
 
