@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--aa-eps", type=float, default=1 / 255,
                         help="L-inf radius (a random-init ResNet falls to APGD-CE alone at 8/255)")
     parser.add_argument("--skip-pgd", action="store_true", help="only the AutoAttack overhead")
+    parser.add_argument("--skip-aa", action="store_true", help="only PGD/APGD/FGSM against the floor")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -64,7 +65,8 @@ def main() -> None:
     model = torchvision.models.resnet18(weights=None, num_classes=10).eval()
     if not args.skip_pgd:
         _pgd(args, model, tt)
-    _autoattack(args, model, tt)
+    if not args.skip_aa:
+        _autoattack(args, model, tt)
 
 
 def _pgd(args, model, tt) -> None:

@@ -84,7 +84,6 @@ def run_attack(attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
-
 class TargetedBudget:
     """Mixin giving a targeted attack (parameters ``eps``, ``steps``, ``n_target_classes``, ``seed``) its
     experiment settings: 50 iterations on the 9 runner-up classes at the threat radius ``scale.eps``
