@@ -19,6 +19,10 @@ and backward passes (per sample) of the ensemble and of its members are printed 
 
     python benchmarks/attacks.py [--repeats 7] [--batch 64] [--size 32] [--steps 10] [--threads N]
                                  [--aa-batch 32] [--aa-steps 100] [--aa-queries 5000] [--aa-repeats 3]
+                                 [--device cuda]
+
+``--device cuda`` runs model and batches on the GPU and synchronizes before every clock reading
+(benchmarks/gpu.py runs it with a small budget).
 """
 
 from __future__ import annotations
@@ -29,6 +33,17 @@ import time
 
 import torch
 import torch.nn.functional as F
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def _where(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(device)}"
+    return f"CPU, {torch.get_num_threads()} threads"
 
 
 def _floor(model, x, y, steps):
@@ -53,7 +68,10 @@ def main() -> None:
                         help="L-inf radius (a random-init ResNet falls to APGD-CE alone at 8/255)")
     parser.add_argument("--skip-pgd", action="store_true", help="only the AutoAttack overhead")
     parser.add_argument("--skip-aa", action="store_true", help="only PGD/APGD/FGSM against the floor")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = parser.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: CUDA is not available here")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -62,7 +80,7 @@ def main() -> None:
     import toolkit_core as tt
 
     torch.manual_seed(0)
-    model = torchvision.models.resnet18(weights=None, num_classes=10).eval()
+    model = torchvision.models.resnet18(weights=None, num_classes=10).eval().to(args.device)
     if not args.skip_pgd:
         _pgd(args, model, tt)
     if not args.skip_aa:
@@ -70,8 +88,8 @@ def main() -> None:
 
 
 def _pgd(args, model, tt) -> None:
-    x = torch.rand(args.batch, 3, args.size, args.size)
-    y = torch.randint(0, 10, (args.batch,))
+    x = torch.rand(args.batch, 3, args.size, args.size).to(args.device)
+    y = torch.randint(0, 10, (args.batch,)).to(args.device)
     eps, alpha, steps = 8 / 255, 2 / 255, args.steps
 
     pgd = tt.create("pgd", eps=eps, alpha=alpha, steps=steps, seed=0)
@@ -113,13 +131,15 @@ def _pgd(args, model, tt) -> None:
     for r in range(args.repeats):
         order = names[r % len(names):] + names[: r % len(names)]  # rotate to spread drift evenly
         for k in order:
+            _sync(args.device)
             t0 = time.perf_counter()
             candidates[k]()
+            _sync(args.device)
             times[k].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
 
     print(f"PGD-{steps} on torchvision resnet18 (num_classes=10, weights=None), input {args.batch}x3x{args.size}x"
-          f"{args.size}, CPU, {torch.get_num_threads()} threads, median of {args.repeats} interleaved rounds")
+          f"{args.size}, {_where(args.device)}, median of {args.repeats} interleaved rounds")
     print(f"{'':28}{'median ms':>10}  {'ratio to floor':>14}")
     labels = {
         "floor": f"floor: {steps} x (fwd + dL/dx)",
@@ -145,7 +165,7 @@ def _autoattack(args, model, tt) -> None:
     from toolkit_core.modelstate import preserved
 
     torch.manual_seed(1)
-    x = torch.rand(args.aa_batch, 3, args.size, args.size)
+    x = torch.rand(args.aa_batch, 3, args.size, args.size).to(args.device)
     with torch.no_grad():
         y = model(x).argmax(1)  # every point starts correctly classified
     attacks = []
@@ -181,8 +201,10 @@ def _autoattack(args, model, tt) -> None:
         order = list(times)
         order = order[r % len(order):] + order[: r % len(order)]
         for k in order:
+            _sync(args.device)
             t0 = time.perf_counter()
             whole() if k == "autoattack" else part(k)
+            _sync(args.device)
             times[k].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
     parts = sum(med[k] for k in members)

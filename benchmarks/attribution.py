@@ -16,6 +16,9 @@ for are reported as refused):
   ``max_memory_allocated``.) Printed as ``method peak / saliency peak``.
 
 Run: ``python benchmarks/attribution.py`` (add ``--models resnet50 --repeats 3`` for less time).
+``--device cuda``: model and batch on the GPU, the clock read after ``torch.cuda.synchronize``;
+memory is then the peak of ``torch.cuda.max_memory_allocated`` above what was allocated before the
+call, measured in the same process (benchmarks/gpu.py runs it with a small budget).
 """
 
 from __future__ import annotations
@@ -47,14 +50,34 @@ TARGETS = {"gbp": 1.3, "deconvnet": 1.3, "rectgrad": 1.3, "lrp_epsilon": 2.0, "e
            "epsilon_gamma_box": 2.5}
 
 
-def _setup(model_name: str, batch: int, size: int):
+def _setup(model_name: str, batch: int, size: int, device: str = "cpu"):
     import torch
     import torchvision
 
     torch.manual_seed(0)
-    model = getattr(torchvision.models, model_name)(weights=None).eval()
-    x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    model = getattr(torchvision.models, model_name)(weights=None).eval().to(device)
+    x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
     return model, x
+
+
+def _sync(x) -> None:
+    import torch
+
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
+
+
+def cuda_memory(model, x, key: str) -> int:
+    """Peak CUDA memory (bytes) one call allocates above what was allocated before it."""
+    import torch
+
+    run = _runner(key)
+    _sync(x)
+    base = torch.cuda.memory_allocated(x.device)
+    torch.cuda.reset_peak_memory_stats(x.device)
+    run(model, x, 0)
+    _sync(x)
+    return torch.cuda.max_memory_allocated(x.device) - base
 
 
 def _runner(key: str):
@@ -121,8 +144,10 @@ def measure_times(model, x, keys: list[str], repeats: int) -> dict[str, float]:
     times: dict[str, list[float]] = {k: [] for k in keys}
     for _ in range(repeats):
         for k in keys:
+            _sync(x)
             t0 = time.perf_counter()
             runners[k](model, x, 0)
+            _sync(x)
             times[k].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 
@@ -135,15 +160,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = p.parse_args(argv)
     import torch
 
+    cuda = args.device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: CUDA is not available here")
+
     all_keys = ["saliency"] + [k for k in args.methods if k != "saliency"]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, batch {args.batch}, "
+    where = torch.cuda.get_device_name(args.device) if cuda else f"{torch.get_num_threads()} threads, CPU"
+    print(f"torch {torch.__version__}, {where}, batch {args.batch}, "
           f"{args.size}x{args.size}, median of {args.repeats} after 1 warm-up")
     rows = []
     for model_name in args.models:
-        model, x = _setup(model_name, args.batch, args.size)
+        model, x = _setup(model_name, args.batch, args.size, args.device)
         usable = []
         for k in all_keys:
             try:
@@ -153,7 +184,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 print(f"{model_name}/{k}: refused ({str(e).split('. To add')[0][:150]})")
         keys = usable
         times = measure_times(model, x, keys, args.repeats)
-        mems = {} if args.no_memory else {k: measure_memory(model_name, k, args.batch, args.size) for k in keys}
+        if args.no_memory:
+            mems = {}
+        elif cuda:
+            mems = {k: cuda_memory(model, x, k) for k in keys}
+        else:
+            mems = {k: measure_memory(model_name, k, args.batch, args.size) for k in keys}
         print(f"\n{model_name}: saliency {times['saliency']:.3f} s"
               + ("" if args.no_memory else f", peak +{mems['saliency'] / 2**20:.0f} MiB"))
         print(f"{'method':<26}{'time':>9}{'ratio':>8}{'target':>8}{'mem MiB':>9}{'mem ratio':>11}")

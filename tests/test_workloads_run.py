@@ -194,3 +194,24 @@ def test_example_cifar10_config_with_resnet18(tmp_path, monkeypatch):
     assert rob["n"] == 16 and rob["worst_case_accuracy"] <= rob["clean_accuracy"]
     assert not results["stages"]["attribution"]["errors"]
     assert (tmp_path / "report" / "index.html").read_text().count("resnet18") >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="no CUDA GPU on this machine: `torchtrust run examples/cifar10.toml --device cuda` "
+                           "needs one (benchmarks/gpu.py times it on a GPU machine)")
+def test_example_cifar10_config_on_cuda(tmp_path, monkeypatch):
+    """examples/cifar10.toml with --device cuda on a small generated CIFAR-10: the same stages and report."""
+    syn.write_cifar10(tmp_path / "data", 40, 16)
+    shutil.copy(ROOT / "examples" / "cifar10.toml", tmp_path / "cifar10.toml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TORCHTRUST_PROGRESS", "off")
+    res = CliRunner().invoke(cli, ["run", "cifar10.toml", "--device", "cuda", "--out", "report"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    results = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert results["config"]["device"] == "cuda"
+    assert set(results["stages"]) == {"train", "robustness", "attribution", "metrics"}
+    rob = results["stages"]["robustness"]["table"]["plain"]
+    assert rob["n"] == 16 and rob["worst_case_accuracy"] <= rob["clean_accuracy"]
+    assert not results["stages"]["attribution"]["errors"]
