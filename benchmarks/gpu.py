@@ -32,7 +32,7 @@ skipped rather than started:
 8. ``pytest_cuda``: the tests that only run with CUDA (fp16 training with a gradient scaler, CUDA
    kernel dispatch).
 
-``<out>/summary.json`` and ``<out>/summary.md`` list every step's status, time and headline lines;
+``<out>/summary.json`` and ``<out>/summary.txt`` list every step's status, time and headline lines;
 copy the figures into docs/performance.md. Needs the project's environment on the GPU machine (torch
 with CUDA, torchvision, triton, the plugins: ``pip install -r requirements.txt``); nothing is
 downloaded.
@@ -307,7 +307,7 @@ def write_summary(rows: list[dict], out: Path, args: argparse.Namespace) -> None
     for r in rows:
         if r.get("headline"):
             md += ["", f"## {r['step']}", "", "```", *r["headline"], "```"]
-    (out / "summary.md").write_text("\n".join(md) + "\n")
+    (out / "summary.txt").write_text("\n".join(md) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = run_plan(steps, out, args.budget, args.device, args.dry_run)
     if not args.dry_run:
         write_summary(rows, out, args)
-        print(f"figures in {out} (summary.md, summary.json, one log per step)")
+        print(f"figures in {out} (summary.txt, summary.json, one log per step)")
     failed = [r["step"] for r in rows if r["status"] not in ("ok", "skipped", "planned")]
     return 1 if failed else 0
 

@@ -66,4 +66,4 @@ def test_smoke_run_on_cpu_writes_every_figure(tmp_path):
     assert (tmp_path / "cifar10-report" / "index.html").exists()
     assert "kernels checked on cpu" in (tmp_path / "kernels_check.log").read_text()
     assert "float32 example(s), 0 failed" in (tmp_path / "kernels_check.log").read_text()
-    assert (tmp_path / "summary.md").read_text().count("| ok |") == len(STEPS) - 2
+    assert (tmp_path / "summary.txt").read_text().count("| ok |") == len(STEPS) - 2
