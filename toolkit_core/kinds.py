@@ -46,10 +46,10 @@ KINDS: tuple[Kind, ...] = (
     Kind("defense", "torchtrust_register_defenses", "Defense", "defenses", "defense", "_check_defense"),
     Kind("prior", "torchtrust_register_priors", "Prior", "priors", "prior", "_check_prior"),
     Kind("metric", "torchtrust_register_metrics", "Metric", "metrics", "metric", "_check_metric"),
-    Kind("dataset", "torchtrust_register_datasets", "DataSource", None, "dataset", "_check_dataset"),
-    Kind("detector", "torchtrust_register_detectors", "Detector", None, "detector", "_check_detector"),
+    Kind("dataset", "torchtrust_register_datasets", "DataSource", "datasets", "dataset", "_check_dataset"),
+    Kind("detector", "torchtrust_register_detectors", "Detector", "detectors", "detector", "_check_detector"),
     Kind("certifier", "torchtrust_register_certifiers", "Certifier", "certifiers", "certifier", "_check_certifier"),
-    Kind("patch", "torchtrust_register_patches", "WeightPatch", None, "patch", "_check_patch"),
+    Kind("patch", "torchtrust_register_patches", "WeightPatch", "patches", "patch", "_check_patch"),
 )
 
 #: The kind names, in table order.

@@ -65,10 +65,10 @@ from ..methods import Scale
 METHOD_SECTIONS = experiment_sections()
 SETTINGS_SECTIONS = ("data", "model", "train", "analysis", "generative")
 TOP_KEYS = ("seed", "seeds", "device", "stages")
-STAGES = ("train", "robustness", "attribution", "generative", "metrics")
+STAGES = ("train", "robustness", "attribution", "generative", "metrics", "datasets", "detectors", "patches")
 #: What each stage needs from the others; asking for a stage pulls in what it needs (checked before any work).
 STAGE_NEEDS: dict[str, tuple[str, ...]] = {"robustness": ("train",), "attribution": ("train",),
-                                           "metrics": ("train",)}
+                                           "metrics": ("train",), "detectors": ("train",), "patches": ("train",)}
 #: Stages cheap enough to repeat over seeds (``seeds``, default 3; quick 1); the others run on the first seed.
 SEEDED_STAGES = ("train", "robustness", "metrics")
 DEFAULT_SEEDS = (3, 1)  # (full, quick)

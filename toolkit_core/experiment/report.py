@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .aggregate import lookup
+from .config import STAGES
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#222;
@@ -210,6 +211,31 @@ def _intro(stage: str, res: dict[str, Any], cfg: dict[str, Any], d: dict[str, An
                 f"{g['samples']} generated samples are scored as in PacGAN: a mode is captured when a sample lies "
                 f"within 3 std of it; the scatter shows the samples (blue) and the modes (red ×). "
                 f"{g['seeds']} seed(s) per run.")
+    if stage == "datasets":
+        budgets = res.get("budgets", {})
+        how = "; ".join(f"{html.escape(k)}: {b.get('epochs')} epochs, {b.get('optimizer')} lr {b.get('lr')}, batch "
+                        f"{b.get('batch_size')}" for k, b in budgets.items()) or "none ran"
+        return ("Every data set plugin, each with the training budget its class declares "
+                f"(<code>experiment_training</code>; {how}): a fresh model (the class's own, else an MLP for flat "
+                "inputs or the digits CNN for images) is trained on the plugin's training split and tested on its "
+                "test split, next to chance; where the class names a reference data set (e.g. the clean data "
+                "behind a poisoned set) the same model trained on it is shown beside; further columns are the "
+                "data set's own diagnostics (e.g. a randomization test). One seed.")
+    if stage == "detectors":
+        n = res.get("normal", "?")
+        return (f"Every detector, fitted on the training {items} with the plainly trained model "
+                f"({html.escape(str(res.get('model', 'plain')))}), scores {n} test {items} (normal) and as many "
+                f"abnormal inputs: {', '.join(html.escape(a) for a in res.get('abnormal', []))}. The number is the "
+                "AUROC (1 = every abnormal input scores above every normal one, 0.5 = chance); the adversarial "
+                "set is crafted against the same model with the training attack. One seed.")
+    if stage == "patches":
+        return ("Every weight patch, extracted from each defended model and the plainly trained one "
+                "(<code>extract(defended, plain)</code>), is added to a copy of the plain model with each "
+                "coefficient its class declares (<code>experiment_coefficients</code>): coefficient 0 is the "
+                f"plain model, 1 the full patch. Clean and adversarial accuracy "
+                f"({html.escape(str(res.get('attack') or 'no attack'))}, crafted against each patched copy) on "
+                f"the first test {items}. Both models share their initialization (same seed), as weight "
+                "arithmetic needs. One seed.")
     if stage == "metrics":
         return (f"Every generalization metric on every trained model, computed on {n_test} test {items}. Each "
                 f"panel shows a metric's headline value per model ({_seeds_phrase(cfg)}); grey bars are flagged "
@@ -227,6 +253,9 @@ def _title(stage: str, cfg: dict[str, Any]) -> str:
         "attribution": "Attribution: heatmaps, parameter randomization, alignment, sufficiency",
         "generative": "Generative priors on the PacGAN mixtures",
         "metrics": "Generalization metrics",
+        "datasets": "Data set plugins: what a model learns from each",
+        "detectors": "Detectors of abnormal inputs: AUROC",
+        "patches": "Weight patches: accuracy vs coefficient",
     }.get(stage, stage)
 
 
@@ -292,6 +321,18 @@ def _stage_tables(stage: str, res: dict[str, Any], flagged: set[str]) -> tuple[s
             rows[label]["seeds"] = n
         parts.append("<h3>GAN runs</h3>" + _table(rows, "mixture / prior", stds))
         glossary.update({c: COLUMN_DEFINITIONS[c] for c in ("modes", "high quality %", "reverse KL")})
+    elif stage in ("datasets", "detectors"):
+        for name, row in res.get("table", {}).items():  # one subsection per plugin
+            parts.append(f"<h3 id='{stage}-{html.escape(name)}'>{html.escape(name)}</h3>")
+            parts.append(_table({name: row}, "data set" if stage == "datasets" else "detector"))
+    elif stage == "patches":
+        for name, per_source in res.get("table", {}).items():
+            parts.append(f"<h3 id='patches-{html.escape(name)}'>{html.escape(name)}</h3>")
+            rows = {f"from {src}, c = {r['coefficient']:g}": {k: v for k, v in r.items() if k != "coefficient"}
+                    for src, rs in per_source.items() for r in rs}
+            parts.append(_table(rows, "patched copy of the plain model"))
+        for name, why in res.get("skipped", {}).items():
+            parts.append(f"<p class='meta'>{html.escape(name)}: not run here ({html.escape(why)})</p>")
     else:
         for key, val in res.items():
             if key in ("figures", "summary", "errors", "over_seeds", "PacGAN Table 1 (published)"):
@@ -329,7 +370,8 @@ def _health_box(flags: list[dict[str, Any]]) -> str:
 
 #: which config section's methods a stage runs
 _STAGE_SECTIONS = {"train": "defenses", "robustness": "attacks", "attribution": "attribution",
-                   "generative": "priors", "metrics": "metrics"}
+                   "generative": "priors", "metrics": "metrics", "datasets": "datasets", "detectors": "detectors",
+                   "patches": "patches"}
 
 
 def write_report(results, out: Path) -> Path:
@@ -368,7 +410,7 @@ def write_report(results, out: Path) -> Path:
         methods = "models: plain" + (", " if cfg["methods"].get("defenses") else "") + \
             ", ".join(m["label"] for m in cfg["methods"].get("defenses", [])) + "; " + \
             "; ".join(p for p in methods.split("; ") if not p.startswith("defenses"))
-    full = set(ran) == {"train", "robustness", "attribution", "generative", "metrics"}
+    full = set(ran) == set(STAGES)
     kind = ("quick" if cfg["quick"] else "full") + (" run" if full else f" partial run ({', '.join(ran)})")
     pulled = "".join(f" · {s} added because {', '.join(by)} need(s) it" for s, by in cfg.get("pulled_in", {}).items())
     n_claims = {v: sum(c["verdict"] == v for c in claims) for v in ("reproduced", "not reproduced", "not comparable")}

@@ -161,3 +161,12 @@ def test_digits_run_against_pgd_at_at_equal_epochs():
     assert h_acc["eval_adv_acc"][:first_drop] == h_pgd["eval_adv_acc"][:first_drop]
     assert h_acc["lr"][first_drop] == 1.5e-3
     assert r_pgd > 0.35 and r_acc > r_pgd - 0.05
+
+
+def test_experiment_variants_leave_quick_runs_out():
+    from toolkit_core.methods import Scale
+
+    assert AccelAT.experiment_variants(Scale(quick=True)) == []
+    assert AccelAT.experiment_variants(Scale(quick=False)) == [{}]
+    # why: in 3 epochs the rule cannot drop the rate (patience 2 needs two stalled epochs after the first)
+    assert _by_hand([0.5, 0.5, 0.5], 0.1, 0.01, 0.5, 1e-5, patience=2)[0] == [0.1, 0.1, 0.1]

@@ -13,7 +13,7 @@ from typing import Literal
 
 from torchtrust_pgd_at import PGDAT
 
-from toolkit_core.methods import Attack
+from toolkit_core.methods import Attack, Scale
 
 
 def next_learning_rate(lr: float, stalls: int, epoch: int, patience: int, warmup: int, factor: float,
@@ -76,6 +76,12 @@ class AccelAT(PGDAT):
         self.previous_accuracy: float | None = None
         self.stalls = 0
         self.reductions = 0
+
+    @classmethod
+    def experiment_variants(cls, scale: Scale) -> list[dict]:
+        """Full runs: the defaults. Quick runs (3 epochs): left out -- with ``patience=2`` the earliest drop
+        comes after the third epoch, so a quick run would train PGD-AT's model a second time."""
+        return [] if scale.quick else [{}]
 
     def monitored(self, metrics: Mapping[str, float]) -> float:
         """``a_t``: the validation accuracy if ``fit`` evaluated, else the epoch's training accuracy."""
