@@ -314,12 +314,13 @@ def write_markdown(rows, summary, spd, config, command, path: Path, tuning=None)
         cells = [f"{s[k][0]:.3f} +- {s[k][1]:.3f}" for k in keys]
         lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + f" | {s['train_s'][0]:.1f} |")
     lines += ["", "## What the numbers say", ""]
-    lines += _commentary(summary)
+    lines += _commentary(summary, rows)
     if tuning:
         lines += ["", "## AALP tuning (validation split, never the test set)", "",
                   "Only the drop-rate schedule (`p_max`, `ramp_epochs`) and the adaptive weights' temperature "
                   "are tuned. One seed each, trained on 80% of the training split, evaluated on "
-                  "the other 20% (same attacks); the best worst-case accuracy is used above.", "",
+                  "the other 20% with PGD-20 and APGD-CE (not AutoAttack, to fit the CPU budget); the best "
+                  "worst-case accuracy of the two is used above.", "",
                   "| parameters | val clean | val worst case |", "|---|---|---|"]
         for r in tuning:
             lines.append(f"| `{r['params']}` | {r['clean']:.3f} | {r['worst']:.3f} |")
@@ -338,6 +339,10 @@ def write_markdown(rows, summary, spd, config, command, path: Path, tuning=None)
                      + " | ".join(f"{v:.3f}" for v in vals) + f" | {r['worst']:.3f} |")
     lines += ["", "Figures: `docs/figures/defenses_results.png` (this table), `docs/figures/defenses_training.png` "
                   "(training curves, seed 0).", ""]
+    marker = "## Notes (written by hand"
+    if path.exists() and marker in path.read_text():  # keep the hand-written notes at the end
+        text = path.read_text()
+        lines += [text[text.index(marker):].rstrip("\n"), ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
 
@@ -357,7 +362,7 @@ def speed_section(spd: dict) -> list[str]:
     return lines
 
 
-def _commentary(s) -> list[str]:
+def _commentary(s, rows=None) -> list[str]:
     out = []
     if "none" in s and "pgd_at" in s:
         out.append(f"- Adversarial training matters: PGD-AT keeps {s['pgd_at']['worst'][0]:.3f} of the points under "
@@ -372,6 +377,13 @@ def _commentary(s) -> list[str]:
                    f"{a['worst'][0]:.3f} +- {a['worst'][1]:.3f}, difference {diff:+.3f}; clean {b['clean'][0]:.3f} vs "
                    f"{a['clean'][0]:.3f}). AALP here is our reading (docs/specs.md: Guided Dropout ranked by the "
                    "predicted class, weights from an eval-mode pass), not the paper's code.")
+        pa = {r["seed"]: r["worst"] for r in rows or [] if r["defense"] == "aalp"}
+        pb = {r["seed"]: r["worst"] for r in rows or [] if r["defense"] == "alp"}
+        d = [pa[k] - pb[k] for k in sorted(pa) if k in pb]
+        if len(d) > 1:
+            out.append(f"- Paired by seed (same init seed, data order and attack noise), AALP - ALP worst case: "
+                       f"{', '.join(f'{v:+.3f}' for v in d)}; mean {statistics.mean(d):+.3f} +- "
+                       f"{statistics.stdev(d):.3f}; AALP higher on {sum(v > 0 for v in d)} of {len(d)} seeds.")
     if "aalp_label" in s:
         c = s["aalp_label"]
         out.append(f"- The first reading (true-label ranking) collapses: clean {c['clean'][0]:.3f}, worst "
@@ -574,6 +586,12 @@ def main() -> None:
         rf = Path(args.runs_file)
         command += f" --runs-file {rf.relative_to(ROOT) if rf.is_absolute() else rf}"
     write_markdown(rows, summary, spd, config, command, Path(args.out), tuning)
+    Path(args.out).with_suffix(".json").write_text(json.dumps({  # machine-readable twin of the markdown
+        "command": command, "config": config, "aalp_params": dict(AALP_PARAMS),
+        "summary": {n: {k: {"mean": m, "std": sd} for k, (m, sd) in v.items()} for n, v in summary.items()},
+        "rows": [{k: v for k, v in r.items() if k != "history"} for r in rows],
+        "tuning": [{k: v for k, v in r.items() if k != "history"} for r in tuning or []],
+    }, indent=1))
     figures(rows, summary, config["size"])
     aalp_figure()
     print(f"wrote {args.out} and docs/figures/defenses_*.png")
