@@ -115,3 +115,19 @@ def test_every_exemption_still_occurs():
         folder = ROOT / "plugins" / dist.removeprefix("torchtrust-").replace("-", "_")
         assert any(literal(t.string) == name for p in folder.glob("src/**/*.py") for t in code_tokens(p)
                    if t.type == tokenize.STRING), f"{dist} no longer has {name!r} ({why}): remove it from NOT_A_METHOD"
+
+
+def test_core_tests_reach_plugins_through_the_catalog_only():
+    """A plugin's own numbers are tested beside it (plugins/<name>/tests); the core's tests create methods by
+    name, so they import no plugin package."""
+    import ast
+
+    packages = set(_plugins())
+    offenders = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            offenders += [f"tests/{path.name}:{node.lineno} imports {n}" for n in names
+                          if n.split(".")[0] in packages]
+    assert not offenders, "\n".join(offenders)
