@@ -276,11 +276,15 @@ def new_plugin_cmd(name: str, kind: str, directory: str | None) -> None:
                    "uses cuda:LOCAL_RANK.")
 @click.option("--quick", is_flag=True, help="A smaller, faster version of the experiment.")
 @click.option("--seed", type=int, default=None, help="Overrides the config's seed (default: the config's, else 0).")
-def run_cmd(config: str | None, out_dir: str, force: bool, device: str | None, quick: bool, seed: int | None) -> None:
+@click.option("--precision", default=None, type=click.Choice(["fp32", "bf16", "fp16"]),
+              help="Overrides the config's precision (default: the config's, else fp32): autocast in training, "
+                   "attacks and metrics; attribution always runs in float32; fp16 needs CUDA.")
+def run_cmd(config: str | None, out_dir: str, force: bool, device: str | None, quick: bool, seed: int | None,
+            precision: str | None) -> None:
     """Run an experiment from CONFIG (TOML), or the embedded default one, and write a report."""
     from toolkit_core.experiment import run_from_cli
 
-    run_from_cli(config, out_dir=out_dir, device=device, quick=quick, seed=seed, force=force)
+    run_from_cli(config, out_dir=out_dir, device=device, quick=quick, seed=seed, force=force, precision=precision)
 
 
 def main() -> None:

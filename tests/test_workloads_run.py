@@ -215,3 +215,58 @@ def test_example_cifar10_config_on_cuda(tmp_path, monkeypatch):
     rob = results["stages"]["robustness"]["table"]["plain"]
     assert rob["n"] == 16 and rob["worst_case_accuracy"] <= rob["clean_accuracy"]
     assert not results["stages"]["attribution"]["errors"]
+
+
+def test_precision_in_the_config_and_on_the_command_line(workload):
+    from toolkit_core.experiment import ConfigError, Experiment
+
+    cfg = _config(workload, '["robustness"]')
+    base = Experiment.from_toml(cfg).config
+    assert base.precision == "fp32" and "precision" not in base.to_dict()  # float32 fingerprints unchanged
+    bf16 = Experiment.from_toml(cfg, precision="bf16").config
+    assert bf16.precision == "bf16" and bf16.to_dict()["precision"] == "bf16"
+    assert bf16.fingerprint("robustness") != base.fingerprint("robustness")
+    assert bf16.fingerprint("attribution") != base.fingerprint("attribution")  # on models trained at bf16
+    assert "attribution runs in float32" in bf16.precision_note() and base.precision_note() is None
+    text = cfg.read_text()
+    cfg.write_text('precision = "bf16"\n' + text)
+    assert Experiment.from_toml(cfg).config.precision == "bf16"
+    cfg.write_text('precision = "fp16"\n' + text)
+    with pytest.raises(ConfigError) as info:
+        Experiment.from_toml(cfg)
+    assert "cfg.toml:1: precision 'fp16' needs a CUDA device" in str(info.value)
+    res = CliRunner().invoke(cli, ["run", str(cfg), "--precision", "fp16", "--out", str(workload / "r")])
+    assert res.exit_code != 0 and "precision 'fp16' needs a CUDA device" in res.output
+
+
+@pytest.mark.slow
+def test_bf16_run_attributes_in_float32_and_attacks_close_to_fp32(workload, monkeypatch):
+    """The same checkpoint evaluated at fp32 and at bf16: attribution numbers identical, attacks close."""
+    from toolkit_core.workloads import ModelSpec, build_model
+
+    monkeypatch.setenv("TORCHTRUST_PROGRESS", "plain")  # the console's stage lines, as in a CI log
+
+    torch.manual_seed(3)
+    net = build_model(ModelSpec("tinynets_wl:tiny", 10)).net
+    torch.save(net.state_dict(), workload / "mine.pth")
+    cfg = _config(workload, '["robustness", "attribution"]', extra_model=f'checkpoint = "{workload / "mine.pth"}"')
+    text = cfg.read_text() + '\n[[attribution]]\nname = "lrp"\n[[attribution]]\nname = "gradient"\n'
+    cfg.write_text(text.replace("[analysis]", "") + "\n[analysis]\nsamples = 4\nrandomization = false\n")
+    runs = {}
+    for p in ("fp32", "bf16"):
+        res = CliRunner().invoke(cli, ["run", str(cfg), "--precision", p, "--out", str(workload / p)],
+                                 catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        runs[p] = (json.loads((workload / p / "results.json").read_text()), res.output)
+    (a, out_a), (b, out_b) = runs["fp32"], runs["bf16"]
+    assert "attribution runs in float32" in out_b and "attribution runs in float32" not in out_a
+    assert "precision bf16" in (workload / "bf16" / "index.html").read_text()
+    att_a, att_b = a["stages"]["attribution"], b["stages"]["attribution"]
+    assert att_b["precision"] == "fp32" and "does not apply to attribution" in att_b["summary"]
+    numbers = {k: v for k, v in att_a.items() if k not in ("summary", "figures")}
+    assert numbers and {k: att_b[k] for k in numbers} == numbers  # bit-identical analyses of the maps
+    ra, rb = a["stages"]["robustness"]["table"], b["stages"]["robustness"]["table"]
+    for label in ra:
+        assert abs(ra[label]["clean_accuracy"] - rb[label]["clean_accuracy"]) <= 0.1  # 20 images: 2 may flip
+        for k in ra[label]["attacks"]:
+            assert abs(ra[label]["attacks"][k]["accuracy"] - rb[label]["attacks"][k]["accuracy"]) <= 0.1

@@ -28,9 +28,9 @@ class Experiment:
 
     @classmethod
     def from_toml(cls, path: str | Path, *, quick: bool = False, device: str | None = None,
-                  seed: int | None = None) -> Experiment:
+                  seed: int | None = None, precision: str | None = None) -> Experiment:
         """Read and validate a TOML file; every problem is raised at once in a :class:`ConfigError`."""
-        return cls(load_config(path, quick=quick, device=device, seed=seed))
+        return cls(load_config(path, quick=quick, device=device, seed=seed, precision=precision))
 
     @classmethod
     def from_dict(cls, config: dict[str, Any], *, quick: bool = False) -> Experiment:
@@ -38,9 +38,10 @@ class Experiment:
         return cls(build_config(config, quick=quick))
 
     @classmethod
-    def default(cls, *, quick: bool = False, device: str | None = None, seed: int | None = None) -> Experiment:
+    def default(cls, *, quick: bool = False, device: str | None = None, seed: int | None = None,
+                precision: str | None = None) -> Experiment:
         """The embedded default experiment: every installed method, by kind, on bundled data."""
-        return cls(load_config(None, quick=quick, device=device, seed=seed))
+        return cls(load_config(None, quick=quick, device=device, seed=seed, precision=precision))
 
     def run(self, out: str | Path = "torchtrust-report", progress: bool = True, force: bool = False) -> Results:
         """Run every stage (reusing finished ones in ``out``), write the report; return the results.
@@ -88,10 +89,10 @@ def _check_device(device: str) -> None:
 
 
 def run_from_cli(config: str | None, *, out_dir: str, device: str | None = None, quick: bool = False,
-                 seed: int | None = None, force: bool = False) -> Results:
-    """``torchtrust run``: ``device``/``seed`` override the config's only when given (not ``None``)."""
-    exp = Experiment.from_toml(config, quick=quick, device=device, seed=seed) if config else \
-        Experiment.default(quick=quick, device=device, seed=seed)
+                 seed: int | None = None, force: bool = False, precision: str | None = None) -> Results:
+    """``torchtrust run``: ``device``/``seed``/``precision`` override the config's only when given (not ``None``)."""
+    exp = Experiment.from_toml(config, quick=quick, device=device, seed=seed, precision=precision) if config else \
+        Experiment.default(quick=quick, device=device, seed=seed, precision=precision)
     if exp.config.device == "cuda":
         import torch
 

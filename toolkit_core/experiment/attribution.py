@@ -137,6 +137,9 @@ def stage_attribution(ctx: RunContext) -> dict[str, Any]:
                                                  if best else "")
     if out.get("faithfulness ranking"):
         out["summary"] += f"; most faithful (mean rank over the faithfulness metrics): {out['faithfulness ranking'][0]}"
+    if cfg.precision != "fp32":  # never silently: the run asked for a lower precision, attribution ignores it
+        out["precision"] = "fp32"
+        out["summary"] += f"; in float32 (the run's precision {cfg.precision} does not apply to attribution)"
     return out
 
 

@@ -60,11 +60,14 @@ except ModuleNotFoundError:  # Python 3.10
 from ..errors import TorchtrustError
 from ..kinds import experiment_sections
 from ..methods import Scale
+from ..precision import check_precision
 
 #: section -> method kind, from the table of kinds (:mod:`toolkit_core.kinds`)
 METHOD_SECTIONS = experiment_sections()
 SETTINGS_SECTIONS = ("data", "model", "train", "analysis", "generative")
-TOP_KEYS = ("seed", "seeds", "device", "stages")
+TOP_KEYS = ("seed", "seeds", "device", "precision", "stages")
+#: The stages that run under the config's ``precision`` (autocast); attribution and the others run in float32.
+PRECISION_STAGES = ("train", "robustness", "metrics")
 STAGES = ("train", "robustness", "attribution", "generative", "metrics", "datasets", "detectors", "patches")
 #: What each stage needs from the others; asking for a stage pulls in what it needs (checked before any work).
 STAGE_NEEDS: dict[str, tuple[str, ...]] = {"robustness": ("train",), "attribution": ("train",),
@@ -187,6 +190,8 @@ class MethodSpec:
 class ExperimentConfig:
     seed: int = 0
     device: str = "cpu"
+    #: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA): autocast in :data:`PRECISION_STAGES` (toolkit_core.precision)
+    precision: str = "fp32"
     quick: bool = False
     stages: tuple[str, ...] = STAGES
     seeds: int = 1  # the seeded stages run for seed, seed + 1, ..., seed + seeds - 1
@@ -214,17 +219,28 @@ class ExperimentConfig:
         return {"model": workload[0].label if workload[0] is not None else "digits CNN", "data": workload[1].label}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "seeds": self.seeds, "device": self.device, "quick": self.quick,
+        # precision only when it is not float32: the fingerprints of float32 runs stay what they were
+        extra = {} if self.precision == "fp32" else {"precision": self.precision}
+        return {"seed": self.seed, "seeds": self.seeds, "device": self.device, **extra, "quick": self.quick,
                 "stages": list(self.stages), "pulled_in": self.pulled_in, "workload": self.names(),
                 "settings": self.settings,
                 "methods": {k: [m.to_dict() for m in v] for k, v in self.methods.items()}}
+
+    def precision_note(self) -> str | None:
+        """What the console and the report say when a lower precision is asked for (``None`` at float32)."""
+        if self.precision == "fp32":
+            return None
+        return (f"precision {self.precision} applies to {', '.join(PRECISION_STAGES)}; attribution runs in float32 "
+                "(its rules divide by pre-activations)")
 
     def fingerprint(self, stage: str | None = None) -> str:
         """A hash of what determines the results (of one stage, or of all)."""
         d = self.to_dict()
         if stage is not None:
-            d = {"seed": d["seed"], "device": d["device"], "settings": d["settings"], "methods": d["methods"],
-                 "stage": stage}
+            # every stage: attribution runs in float32 but on the models trained at this precision
+            extra = {"precision": self.precision} if self.precision != "fp32" else {}
+            d = {"seed": d["seed"], "device": d["device"], **extra, "settings": d["settings"],
+                 "methods": d["methods"], "stage": stage}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -403,7 +419,8 @@ def _method_spec(entry: Any, section: str, index: int, lines: _Lines, problems: 
 
 
 def build_config(raw: dict[str, Any], *, quick: bool = False, text: str = "", source: str = "<dict>",
-                 device: str | None = None, seed: int | None = None) -> ExperimentConfig:
+                 device: str | None = None, seed: int | None = None,
+                 precision: str | None = None) -> ExperimentConfig:
     """Validate ``raw`` (parsed TOML) against the installed methods; raise :class:`ConfigError`."""
     lines = _Lines(text)
     problems: list[tuple[int | None, str]] = []
@@ -419,6 +436,12 @@ def build_config(raw: dict[str, Any], *, quick: bool = False, text: str = "", so
     cfg.device = device or raw.get("device", "cpu")
     if not isinstance(cfg.device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", cfg.device):
         problems.append((lines.of("device"), f"device must be 'cpu', 'cuda' or 'cuda:N', got {cfg.device!r}"))
+    requested = precision or raw.get("precision", "fp32")
+    try:
+        cfg.precision = check_precision(requested, cfg.device if isinstance(cfg.device, str) and
+                                        re.fullmatch(r"cpu|cuda(:\d+)?", cfg.device) else "cpu")
+    except ValueError as exc:
+        problems.append((None if precision else lines.of("precision"), str(exc)))
     stages = raw.get("stages", list(STAGES))
     bad = [s for s in stages if s not in STAGES] if isinstance(stages, list) else [stages]
     if bad:
@@ -609,10 +632,11 @@ def instantiate(spec: MethodSpec, kind: str):
 
 
 def load_config(path: str | Path | None, *, quick: bool = False, device: str | None = None,
-                seed: int | None = None) -> ExperimentConfig:
+                seed: int | None = None, precision: str | None = None) -> ExperimentConfig:
     """Read and validate a TOML config (``None``: the embedded default experiment)."""
     if path is None:
-        return build_config({}, quick=quick, source="<default experiment>", device=device, seed=seed)
+        return build_config({}, quick=quick, source="<default experiment>", device=device, seed=seed,
+                            precision=precision)
     path = Path(path)
     text = path.read_text()
     try:
@@ -620,4 +644,5 @@ def load_config(path: str | Path | None, *, quick: bool = False, device: str | N
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"line (\d+)", str(exc))
         raise ConfigError([(int(m.group(1)) if m else None, f"not valid TOML: {exc}")], str(path)) from None
-    return build_config(raw, quick=quick, text=text, source=str(path), device=device, seed=seed)
+    return build_config(raw, quick=quick, text=text, source=str(path), device=device, seed=seed,
+                        precision=precision)

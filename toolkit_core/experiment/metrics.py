@@ -6,6 +6,7 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
+from ..precision import autocast
 from .common import datasets, models
 from .config import instantiate
 from .figures import plot_metrics
@@ -36,7 +37,8 @@ def stage_metrics(ctx: RunContext) -> dict[str, Any]:
             directions[spec.label] = dict(metric.higher_is_better)
             definitions[spec.label] = dict(getattr(metric, "definitions", {}) or {})
             try:
-                values = metric.compute(model, DataLoader(test, batch_size=batch_size))
+                with autocast(cfg.precision, ctx.device):  # the metric passes at the run's precision
+                    values = metric.compute(model, DataLoader(test, batch_size=batch_size))
             except Exception as exc:  # one metric's failure is reported, the others still run
                 errors[f"{spec.label} on {label}"] = f"{type(exc).__name__}: {exc}"
                 advance()

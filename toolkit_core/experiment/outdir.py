@@ -119,5 +119,6 @@ def model_key(config, spec: dict[str, Any], data: str) -> str:
     """Hash of what determines one trained model: seed, device, data/model/train settings, the defense
     and its parameters (with its attack), the versions, and the training data's own hash ``data``."""
     s = config.settings
-    return _hash({"seed": config.seed, "device": config.device, "data": s["data"], "model": s["model"],
+    extra = {} if config.precision == "fp32" else {"precision": config.precision}
+    return _hash({"seed": config.seed, "device": config.device, **extra, "data": s["data"], "model": s["model"],
                   "train": s["train"], "spec": spec, "versions": versions(), "data_hash": data})

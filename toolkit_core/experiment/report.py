@@ -419,12 +419,14 @@ def write_report(results, out: Path) -> Path:
     gloss_html = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v or '(no definition given by the method)')}</dd>"
                          for k, v in sorted(glossary.items()))
     seeds = cfg.get("seeds", 1)
+    precision = "" if cfg.get("precision", "fp32") == "fp32" else \
+        f" · precision {cfg['precision']} (train, robustness, metrics; attribution in float32)"
     more = f" (+{seeds - 1} more for train, robustness, metrics)" if seeds > 1 else ""
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>torchtrust report</title><style>{_CSS}</style></head><body>
 <h1>torchtrust report</h1>
-<p class="meta">{html.escape(kind)} · seed {cfg['seed']}{more} · device {cfg['device']} ·
+<p class="meta">{html.escape(kind)} · seed {cfg['seed']}{more} · device {cfg['device']}{precision} ·
 torch {d['versions']['torch']} · total {sum(d['timings_s'].values()):.0f} s{html.escape(pulled)}</p>
 <p class="meta">model <b>{html.escape(str(cfg.get('workload', {}).get('model', '')))}</b> ·
 data <b>{html.escape(str(cfg.get('workload', {}).get('data', '')))}</b></p>

@@ -72,15 +72,16 @@ def _certify_all(ctx: RunContext, test) -> dict[str, dict[str, dict]]:
 
 
 def sharded_robustness(model, test, attacks: dict, device: torch.device, batch_size: int, num_workers: int = 0,
-                       progress: bool = True):
-    """``evaluate_robustness`` on this rank's batches, gathered over ranks into one RobustnessResult."""
+                       progress: bool = True, precision: str = "fp32"):
+    """``evaluate_robustness`` on this rank's batches, gathered over ranks into one RobustnessResult
+    (``precision``: autocast for the forward passes, :mod:`toolkit_core.precision`)."""
     from ..robustness import _comparison_warnings, evaluate_robustness
     from ..training import distributed as dist_utils
     from ..workloads import eval_loader
 
     dist = dist_utils.setup(device) if dist_utils.dist.is_initialized() else dist_utils.DistContext(device=device)
     loader = eval_loader(test, batch_size, dist.rank, dist.world_size, num_workers)
-    res = evaluate_robustness(model, loader, attacks=attacks, device=device, progress=progress)
+    res = evaluate_robustness(model, loader, attacks=attacks, device=device, progress=progress, precision=precision)
     if not dist.distributed:
         return res
     mine = (loader.batch_sampler.indices(), res.clean, res.robust, res.seconds, res.components, res.passes)
@@ -117,7 +118,8 @@ def stage_robustness(ctx: RunContext) -> dict[str, Any]:
             break
         seed_everything(cfg.seed)
         attacks = {s.label: instantiate(s, "attack") for s in specs}
-        res = sharded_robustness(model, test, attacks, ctx.device, batch_size, workers, ctx.progress is not None)
+        res = sharded_robustness(model, test, attacks, ctx.device, batch_size, workers, ctx.progress is not None,
+                                 precision=cfg.precision)
         table[label] = res.to_dict()
         advance()
     out: dict[str, Any] = {"table": table, "attacks": [s.label for s in specs], "figures": []}

@@ -266,6 +266,8 @@ def _run_stages(config, out, stage_fns, show_progress, finish, results, dist) ->
         if console is not None and config.pulled_in:
             for need, by in config.pulled_in.items():
                 console.line(f"{need}: added because {', '.join(by)} need(s) it")
+        if console is not None and config.precision_note():
+            console.line(config.precision_note())
         ctx = RunContext(config, out, console)
         runs = [(seeds[0], ctx, list(config.stages))]
         for seed in seeds[1:]:

@@ -50,7 +50,7 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
                           lr=cfg.get("train", "lr"), optimizer=cfg.get("train", "optimizer"),
                           batch_size=batch_size, seed=cfg.seed, device=ctx.device,
                           checkpoint_dir=ctx.state / "checkpoints" / f"{safe_label(label)}-{key}", resume=True,
-                          progress=ctx.progress is not None)
+                          progress=ctx.progress is not None, precision=cfg.precision)
             model.eval()
             row = {"defense": spec.name, "params": spec.to_dict(), "epochs": len(history),
                    "final_loss": history.last.get("loss"), "train_acc": accuracy(model, train, ctx.device, batch_size),
