@@ -66,7 +66,7 @@ def stage_patches(ctx: RunContext) -> dict[str, Any]:
 def _plot(ctx: RunContext, table: dict, target: str, attack: str | None) -> None:
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(table), figsize=(4.6 * len(table), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(table), figsize=(7.0 * len(table), 3.4), squeeze=False)
     for ax, (name, per_source) in zip(axes[0], table.items()):
         for src, rows in per_source.items():
             cs = [r["coefficient"] for r in rows]
