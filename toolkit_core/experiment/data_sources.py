@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from ..catalog import get_info
+from .common import is_main
 from .config import instantiate, scale_of
 from .runner import RunContext, seed_everything
 
@@ -73,8 +74,8 @@ def stage_datasets(ctx: RunContext) -> dict[str, Any]:
         except Exception as exc:  # one data set's failure is reported, the others still run
             errors[spec.label] = f"{type(exc).__name__}: {exc}"
         advance()
-    figures = []
-    if table:
+    figures = ["datasets.png"] if table else []
+    if table and is_main(ctx):  # under torchrun every rank computes, rank 0 draws
         from .figures import grouped_bars
 
         columns = {"trained on it": [r["test_acc"] for r in table.values()],
@@ -83,6 +84,5 @@ def stage_datasets(ctx: RunContext) -> dict[str, Any]:
                    "chance": [r["chance"] for r in table.values()]}
         grouped_bars(ctx, "datasets", list(table), columns, "test accuracy",
                      "data set plugins: test accuracy of a model trained on each")
-        figures = ["datasets.png"]
     summary = f"{len(table)} data set(s)" + (f", {len(errors)} error(s)" if errors else "")
     return {"table": table, "budgets": budgets, "errors": errors, "figures": figures, "summary": summary}

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from .common import datasets, models
+from .common import datasets, is_main, models
 from .config import instantiate, training_attack_spec
 from .runner import RunContext, seed_everything
 
@@ -64,14 +64,13 @@ def stage_detectors(ctx: RunContext) -> dict[str, Any]:
         except Exception as exc:  # one detector's failure is reported, the others still run
             errors[spec.label] = f"{type(exc).__name__}: {exc}"
         advance()
-    figures = []
-    if table:
+    figures = ["detectors.png"] if table else []
+    if table and is_main(ctx):  # under torchrun every rank computes, rank 0 draws
         from .figures import grouped_bars
 
         columns = {name: [row[name] for row in table.values()] for name in abnormal}
         grouped_bars(ctx, "detectors", list(table), columns, "AUROC (test vs abnormal)",
                      f"detectors on {label}: AUROC of normal test inputs vs each abnormal set")
-        figures = ["detectors.png"]
     summary = f"{len(table)} detector(s), AUROC vs {len(abnormal)} abnormal set(s)" + (
         f", {len(errors)} error(s)" if errors else "")
     return {"table": table, "model": label, "normal": len(y), "abnormal": list(abnormal), "errors": errors,

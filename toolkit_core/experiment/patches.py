@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..catalog import get_info
-from .common import datasets, models
+from .common import datasets, is_main, models
 from .config import instantiate, scale_of, training_attack_spec
 from .detectors import _test_tensors
 from .runner import RunContext, seed_everything
@@ -53,10 +53,9 @@ def stage_patches(ctx: RunContext) -> dict[str, Any]:
             except Exception as exc:  # one patch's failure is reported, the others still run
                 errors[f"{spec.label} from {src_label}"] = f"{type(exc).__name__}: {exc}"
             advance()
-    figures = []
-    if table:
+    figures = ["patches.png"] if table else []
+    if table and is_main(ctx):  # under torchrun every rank computes, rank 0 draws
         _plot(ctx, table, plain_label, attack_spec.label if attack_spec is not None else None)
-        figures = ["patches.png"]
     summary = f"{len(table)} patch method(s) x {len(sources)} defended model(s)" + (
         f", {len(errors)} error(s)" if errors else "")
     return {"table": table, "target": plain_label, "attack": attack_spec.label if attack_spec else None,
