@@ -58,13 +58,19 @@ __all__ = [
 
 
 def stabilize(den: Tensor, eps: float) -> Tensor:
-    """``den + eps * sign(den)`` with ``sign(0) = 1`` (a new tensor).
+    """``den + eps * sign(den)`` with ``sign(0) = 1`` for both zeros (a new tensor).
 
-    Written with a float +-1 factor rather than ``torch.where``, which is several times slower on
-    the CPU; ``den + eps * (+-1)`` rounds exactly like ``den +- eps``.
+    ``copysign(eps, den + 0.0) + den``: adding ``+0.0`` turns ``-0.0`` into ``+0.0``, so both zeros get
+    ``+eps``; the sum rounds exactly like ``den +- eps``. On the CPU this is about 3x faster than
+    building a float sign from a comparison (``copysign`` and additions are single vectorized passes;
+    comparisons, ``torch.where`` and bool-to-float casts are several times slower per element).
     """
-    sign = (den < 0).to(den.dtype).mul_(-2.0).add_(1.0)
-    return torch.add(den, sign, alpha=eps, out=sign)
+    out = torch.copysign(_scalar(eps, den), den + 0.0)
+    return out.add_(den)
+
+
+def _scalar(v: float, like: Tensor) -> Tensor:
+    return torch.tensor(v, dtype=like.dtype, device=like.device)
 
 
 def masked(g: Tensor, mask: Tensor) -> Tensor:
@@ -186,6 +192,14 @@ def nonnegative(a: Tensor) -> bool:
     return a.numel() == 0 or bool(a.min() >= 0)
 
 
+def _any_nonzero(t: Tensor) -> bool:
+    """Whether ``t`` has a nonzero entry: one min/max reduction, no temporary (NaN counts as zero)."""
+    if t.numel() == 0:
+        return False
+    lo, hi = torch.aminmax(t)
+    return bool(lo < 0) or bool(hi > 0)
+
+
 def _pos_neg(w: Tensor) -> tuple[Tensor, Tensor]:
     return w.clamp(min=0), w.clamp(max=0)
 
@@ -254,6 +268,7 @@ class Gamma(_SignAware):
         w, gam = layer.weight, self.gamma
         b = layer.bias if self.use_bias else None
         up = z > 0
+        down = ~up
         # base = a W + b (or a W without the bias); q = a W+ + b+ (the part gamma scales for z > 0)
         base = z if b is not None or layer.bias is None else layer.unbias(z)
         if nonnegative(a):
@@ -268,21 +283,23 @@ class Gamma(_SignAware):
             pos = a >= 0
         if b is not None:
             q = q.add_(bias_view(b.clamp(min=0), z))
-        # z > 0: base + gamma q;  z < 0: base + gamma (base - q), the same rule with w- (and b-) for w+
-        # (for a >= 0: a (W + gamma W-) + b + gamma b- = z + gamma (z - a W+ - b+))
-        den = torch.where(up, q, base - q).mul_(gam).add_(base)
-        return self.divide(z, den, self.epsilon), up, pos
+        # z > 0: base + gamma q;  z <= 0: base + gamma (base - q), the same rule with w- (and b-) for w+
+        # (for a >= 0: a (W + gamma W-) + b + gamma b- = z + gamma (z - a W+ - b+)). The choice is made
+        # with 0/1 factors (exact, and much faster than torch.where on the CPU).
+        t = torch.sub(base, q).mul_(down.view(torch.uint8)).add_(q.mul_(up.view(torch.uint8)))
+        den = torch.add(base, t, alpha=gam, out=t)
+        return self.divide(z, den, self.epsilon), down, pos
 
     def backward(self, layer, state, g):
-        ratio, up, pos = state
+        ratio, down, pos = state
         w, gam = layer.weight, self.gamma
         wp = w.clamp(min=0)
         s = g * ratio
-        sn = s.masked_fill(up, 0.0)  # the signal at outputs z <= 0
-        if pos is None and not bool(sn.any()):
+        sn = masked(s, down)  # the signal at outputs z <= 0
+        if pos is None and not _any_nonzero(sn):
             # nothing arrives where z <= 0 (the layer feeds a ReLU, directly or through a BatchNorm):
             # one transposed map with W + gamma W+
-            return layer.backward(s, w + gam * wp)
+            return layer.backward(s, wp.mul_(gam).add_(w))
         sp = s - sn
         # (w + gamma w+)^T sp + (w + gamma w-)^T sn, with w- = w - w+
         on_pos = layer.backward(sn.mul(gam).add_(s), w) + gam * layer.backward(sp - sn, wp)
