@@ -61,11 +61,12 @@ def stabilize(den: Tensor, eps: float) -> Tensor:
     """``den + eps * sign(den)`` with ``sign(0) = 1`` for both zeros (a new tensor).
 
     ``copysign(eps, den + 0.0) + den``: adding ``+0.0`` turns ``-0.0`` into ``+0.0``, so both zeros get
-    ``+eps``; the sum rounds exactly like ``den +- eps``. On the CPU this is about 3x faster than
-    building a float sign from a comparison (``copysign`` and additions are single vectorized passes;
-    comparisons, ``torch.where`` and bool-to-float casts are several times slower per element).
+    ``+eps``; the sum rounds exactly like ``den +- eps``. One new tensor, every pass in place: on the
+    CPU each fresh tensor costs its page faults, and comparisons, ``torch.where`` and bool-to-float
+    casts are several times slower per element than ``copysign`` and additions.
     """
-    out = torch.copysign(_scalar(eps, den), den + 0.0)
+    out = den + 0.0
+    torch.copysign(_scalar(eps, den), out, out=out)
     return out.add_(den)
 
 
@@ -285,7 +286,7 @@ class Gamma(_SignAware):
             q = q.add_(bias_view(b.clamp(min=0), z))
         # z > 0: base + gamma q;  z <= 0: base + gamma (base - q), the same rule with w- (and b-) for w+
         # (for a >= 0: a (W + gamma W-) + b + gamma b- = z + gamma (z - a W+ - b+)). The choice is made
-        # with 0/1 factors (exact, and much faster than torch.where on the CPU).
+        # with 0/1 factors (exact, and much faster than torch.where on the CPU), in place.
         t = torch.sub(base, q).mul_(down.view(torch.uint8)).add_(q.mul_(up.view(torch.uint8)))
         den = torch.add(base, t, alpha=gam, out=t)
         return self.divide(z, den, self.epsilon), down, pos
@@ -294,17 +295,20 @@ class Gamma(_SignAware):
         ratio, down, pos = state
         w, gam = layer.weight, self.gamma
         wp = w.clamp(min=0)
-        s = g * ratio
+        s = ratio.mul_(g)  # the state is used once: the signal c * z / den, in place
         sn = masked(s, down)  # the signal at outputs z <= 0
         if pos is None and not _any_nonzero(sn):
             # nothing arrives where z <= 0 (the layer feeds a ReLU, directly or through a BatchNorm):
             # one transposed map with W + gamma W+
             return layer.backward(s, wp.mul_(gam).add_(w))
-        sp = s - sn
-        # (w + gamma w+)^T sp + (w + gamma w-)^T sn, with w- = w - w+
-        on_pos = layer.backward(sn.mul(gam).add_(s), w) + gam * layer.backward(sp - sn, wp)
+        # (w + gamma w+)^T sp + (w + gamma w-)^T sn with sp = s - sn, w- = w - w+:
+        # w^T (s + gamma sn) + gamma w+^T (s - 2 sn)  (and for inputs a < 0: w^T (s + gamma sp) + gamma w+^T (sn - sp))
         if pos is None:
-            return on_pos
+            u = torch.add(s, sn, alpha=gam)
+            v = s.sub_(sn, alpha=2.0)
+            return layer.backward(u, w).add_(layer.backward(v, wp), alpha=gam)
+        sp = s - sn
+        on_pos = layer.backward(sn.mul(gam).add_(s), w) + gam * layer.backward(sp - sn, wp)
         on_neg = layer.backward(sp.mul(gam).add_(s), w) + gam * layer.backward(sn - sp, wp)
         return torch.where(pos, on_pos, on_neg)
 
