@@ -106,6 +106,7 @@ def test_the_known_uses_are_found():
     assert {"torchtrust-alp"} <= found["torchtrust-aalp"]
     assert {"torchtrust-itid"} <= found["torchtrust-itid-enhance"]
     assert {"torchtrust-randomized-smoothing"} <= found["torchtrust-drs"]
+    assert {"torchtrust-pgd-at"} <= found["torchtrust-accelat"]
     assert {"torchtrust-apgd", "torchtrust-fab", "torchtrust-square"} <= found["torchtrust-autoattack"]
     assert found["torchtrust-smoothgrad"] == {"torchtrust-gradient"}
 
