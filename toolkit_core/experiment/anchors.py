@@ -194,6 +194,35 @@ def modified_bp_claims(stage: str, result: dict[str, Any], labels: list[str], re
     return out
 
 
+JIANG = "Jiang et al. 2019 (arXiv:1912.02178)"
+
+
+def gap_claim(stage: str, claim: str, source: str, result: dict[str, Any], key: str, predicts: bool = True,
+              by: str = "tau", note: str = "") -> Claim:
+    """A claim about how the measure ``key`` ranks models by their generalization gap (stage ``generalization``).
+
+    ``predicts``: the claim says it does (reproduced when the 95% interval of ``tau_dir``, or of
+    ``Psi`` with ``by="psi"``, lies above 0) or does not (reproduced when the interval is not above 0).
+    """
+    c = result.get("correlations", {}).get(key)
+    if stage != "generalization" or c is None:
+        return Claim("generalization", claim, source, "-", NOT_COMPARABLE, f"{key} was not measured in this run")
+    value, (lo, hi) = (c["tau_dir"], c["tau_ci"]) if by == "tau" else (c["psi"], c["psi_ci"])
+    ours = (f"{key}: tau_dir {c['tau_dir']:+.2f} [{c['tau_ci'][0]:+.2f}, {c['tau_ci'][1]:+.2f}], "
+            f"Psi {c['psi']:+.2f} [{c['psi_ci'][0]:+.2f}, {c['psi_ci'][1]:+.2f}] ({c['n']} models)")
+    if not (_finite(lo) and _finite(hi)):
+        return Claim("generalization", claim, source, ours, NOT_COMPARABLE, "too few models for an interval")
+    above = lo > 0
+    return Claim("generalization", claim, source, ours, REPRODUCED if above == predicts else NOT_REPRODUCED, note)
+
+
+def generalization_claims(res: dict[str, Any]) -> list[Claim]:
+    """Jiang et al.'s finding about the study's own baseline: the parameter count does not predict the gap."""
+    return [gap_claim("generalization", "the parameter count does not predict the generalization gap", JIANG, res,
+                      "baseline.param_count", predicts=False,
+                      note="Jiang et al. find it among the weakest measures (tau near 0 or negative)")]
+
+
 def method_claims(stages: dict[str, dict[str, Any]], methods: dict[str, list[dict[str, Any]]]) -> list[Claim]:
     """What each configured method class claims (:meth:`Method.experiment_claims`), checked on ``stages``.
 
@@ -225,4 +254,6 @@ def all_claims(stages: dict[str, dict[str, Any]],
                methods: dict[str, list[dict[str, Any]]] | None = None) -> list[Claim]:
     """The published anchors of the protocols (PacGAN Table 1) and every configured method's claims."""
     out = generative_claims(stages["generative"]) if "generative" in stages else []
+    if "generalization" in stages and stages["generalization"].get("correlations"):
+        out += generalization_claims(stages["generalization"])
     return out + (method_claims(stages, methods) if methods else [])

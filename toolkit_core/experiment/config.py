@@ -64,11 +64,12 @@ from ..precision import check_precision
 
 #: section -> method kind, from the table of kinds (:mod:`toolkit_core.kinds`)
 METHOD_SECTIONS = experiment_sections()
-SETTINGS_SECTIONS = ("data", "model", "train", "analysis", "generative")
+SETTINGS_SECTIONS = ("data", "model", "train", "analysis", "generative", "generalization")
 TOP_KEYS = ("seed", "seeds", "device", "precision", "stages")
 #: The stages that run under the config's ``precision`` (autocast); attribution and the others run in float32.
 PRECISION_STAGES = ("train", "robustness", "metrics")
-STAGES = ("train", "robustness", "attribution", "generative", "metrics", "datasets", "detectors", "patches")
+STAGES = ("train", "robustness", "attribution", "generative", "metrics", "generalization", "datasets",
+          "detectors", "patches")
 #: What each stage needs from the others; asking for a stage pulls in what it needs (checked before any work).
 STAGE_NEEDS: dict[str, tuple[str, ...]] = {"robustness": ("train",), "attribution": ("train",),
                                            "metrics": ("train",), "detectors": ("train",), "patches": ("train",)}
@@ -91,6 +92,11 @@ SETTINGS: dict[str, dict[str, tuple[Any, Any]]] = {
     "generative": {"mixtures": (["ring", "grid"], ["ring"]), "epochs": (250, 75),
                    "samples": (2500, 2500), "seeds": (1, 1), "train_points": (2000, 2000), "batch_size": (100, 100),
                    "pair_weight": (1.0, 1.0), "noise_dim": (1, 1), "hidden": (128, 128), "lr": (0.001, 0.001)},
+    # the Jiang et al. study of the metrics (stage generalization): its own MLPs on the 8x8 digits
+    "generalization": {"factors": (["width", "depth", "lr", "weight_decay", "batch_size", "dropout", "train_size"],
+                                   ["width", "lr", "train_size"]),
+                       "bases": (2, 1), "target_ce": (0.02, 0.02), "max_steps": (4000, 1500),
+                       "samples": (400, 200), "bootstrap": (500, 200)},
 }
 POSITIVE = "> 0"  # a lower bound that excludes zero
 #: Allowed values of settings: (low, high) bounds (None: open), or a tuple of choices for strings and
@@ -104,6 +110,9 @@ LIMITS: dict[str, dict[str, Any]] = {
     "generative": {"mixtures": ("ring", "grid"), "epochs": (1, None), "samples": (1, None), "seeds": (1, None),
                    "train_points": (1, None), "batch_size": (1, None), "pair_weight": (0, None),
                    "noise_dim": (0, None), "hidden": (1, None), "lr": (POSITIVE, None)},
+    "generalization": {"factors": ("width", "depth", "lr", "weight_decay", "batch_size", "dropout", "train_size"),
+                       "bases": (1, None), "target_ce": (POSITIVE, None), "max_steps": (1, None),
+                       "samples": (10, None), "bootstrap": (10, None)},
 }
 #: Keys of [model] and [data] that describe a user's model and data (toolkit_core.workloads).
 WORKLOAD_KEYS: dict[str, tuple[str, ...]] = {

@@ -193,3 +193,32 @@ def plot_gan_scatter(ctx: RunContext, scatter: dict[tuple[str, str], torch.Tenso
     fig.tight_layout()
     fig.savefig(ctx.figure("gan_samples"), dpi=90)
     plt.close(fig)
+
+
+def plot_gap_correlations(ctx: RunContext, correlations: dict[str, dict[str, Any]]) -> None:
+    """One row per measure: ``tau_dir`` (bar, 95% bootstrap whiskers) and ``Psi`` (dot), sorted by tau_dir.
+
+    Positive = the measure ranks models by their generalization gap in the direction it claims.
+    """
+    import matplotlib.pyplot as plt
+
+    keys = sorted(correlations, key=lambda k: correlations[k]["tau_dir"]
+                  if math.isfinite(correlations[k]["tau_dir"]) else -2)
+    taus = [correlations[k]["tau_dir"] for k in keys]
+    lo = [t - correlations[k]["tau_ci"][0] for t, k in zip(taus, keys)]
+    hi = [correlations[k]["tau_ci"][1] - t for t, k in zip(taus, keys)]
+    ys = list(range(len(keys)))
+    fig, ax = plt.subplots(figsize=(6.4, 1.0 + 0.22 * len(keys)))
+    colors = ["C2" if correlations[k]["reading"] == "predicts the gap" else
+              "C3" if correlations[k]["reading"] == "ranks the wrong way" else "0.6" for k in keys]
+    ax.barh(ys, taus, color=colors, xerr=[lo, hi], error_kw={"lw": 0.8, "capsize": 2}, label="tau_dir (95% CI)")
+    ax.plot([correlations[k]["psi"] for k in keys], ys, "k.", label="Psi (granulated)")
+    ax.axvline(0, color="k", lw=0.6)
+    ax.set_yticks(ys, keys, fontsize=7)
+    ax.set_xlim(-1, 1)
+    ax.set_xlabel("rank correlation with the generalization gap (direction-corrected)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    ax.set_title("does each measure predict the gap? (green: interval above 0, red: below)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(ctx.figure("generalization"), dpi=110, bbox_inches="tight")
+    plt.close(fig)

@@ -211,6 +211,20 @@ def _intro(stage: str, res: dict[str, Any], cfg: dict[str, Any], d: dict[str, An
                 f"{g['samples']} generated samples are scored as in PacGAN: a mode is captured when a sample lies "
                 f"within 3 std of it; the scatter shows the samples (blue) and the modes (red ×). "
                 f"{g['seeds']} seed(s) per run.")
+    if stage == "generalization":
+        gs = s["generalization"]
+        lo_hi = res.get("gap range") or [float("nan")] * 2
+        return (f"Jiang et al.'s protocol (arXiv:1912.02178), sized to this machine: ReLU MLPs on the native "
+                f"8×8 digits, 3 levels of each factor ({', '.join(gs['factors'])}), {gs['bases']} random "
+                f"setting(s) of the other factors per factor, each model trained with SGD until its training "
+                f"cross-entropy is ≤ {gs['target_ce']} (at most {gs['max_steps']} steps; models that do not "
+                f"get there are left out), so the gap (train - test accuracy; here {lo_hi[0]:.3f} to "
+                f"{lo_hi[1]:.3f}) does not track under-fitting. Every metric is measured on up to {gs['samples']} "
+                f"of each model's training images, beside two baselines (parameter count, inverse squared "
+                f"margin). tau_dir is Kendall's tau against the gap, signed so that positive means the measure "
+                f"ranks models in the direction it claims; Psi averages it within groups of models that differ "
+                f"in one factor only. Brackets: 95% bootstrap intervals ({gs['bootstrap']} resamples); an "
+                f"interval containing 0 is no evidence either way.")
     if stage == "datasets":
         budgets = res.get("budgets", {})
         how = "; ".join(f"{html.escape(k)}: {b.get('epochs')} epochs, {b.get('optimizer')} lr {b.get('lr')}, batch "
@@ -253,10 +267,48 @@ def _title(stage: str, cfg: dict[str, Any]) -> str:
         "attribution": "Attribution: heatmaps, parameter randomization, alignment, sufficiency",
         "generative": "Generative priors on the PacGAN mixtures",
         "metrics": "Generalization metrics",
+        "generalization": "Generalization study: which measures predict the gap? (Jiang et al. 2019)",
         "datasets": "Data set plugins: what a model learns from each",
         "detectors": "Detectors of abnormal inputs: AUROC",
         "patches": "Weight patches: accuracy vs coefficient",
     }.get(stage, stage)
+
+
+def _value_text(v: Any) -> str | None:
+    if isinstance(v, dict) and "label" in v:  # a nested method (a defense's training attack)
+        return str(v["label"])
+    if isinstance(v, (bool, int, float, str)) or v is None:
+        return str(v)
+    if isinstance(v, (list, tuple)) and len(v) <= 6 and all(isinstance(x, (int, float, str)) for x in v):
+        return "[" + ", ".join(map(str, v)) + "]"
+    return None
+
+
+def _definitions(stage: str, cfg: dict[str, Any]) -> str:
+    """How each method of the section is defined in this run: its class's summary and citation, and
+    every parameter it ran with (the config's, else the constructor's default)."""
+    from ..catalog import get_info
+
+    specs = cfg.get("methods", {}).get(_STAGE_SECTIONS.get(stage, ""), [])
+    items = []
+    for m in specs:
+        try:
+            info = get_info(m["name"])
+        except Exception:  # noqa: BLE001 - a method no longer installed is still listed by label
+            items.append(f"<li><b>{html.escape(m['label'])}</b></li>")
+            continue
+        params = {p.name: p.default for p in info.parameters if not p.required}
+        params.update(m.get("params", {}))
+        if m.get("attack"):
+            params["attack"] = m["attack"]
+        shown = [f"{k}={t}" for k, v in params.items() if (t := _value_text(v)) is not None]
+        items.append(f"<li><b>{html.escape(m['label'])}</b>: {html.escape(info.summary)} "
+                     f"<span class='meta'>({html.escape(info.citation)}; parameters: "
+                     f"<code>{html.escape(', '.join(shown) or 'none')}</code>)</span></li>")
+    if not items:
+        return ""
+    return (f"<details{' open' if len(items) <= 6 else ''}><summary>How each method is defined in this run "
+            f"({len(items)})</summary><ul class='defs'>{''.join(items)}</ul></details>")
 
 
 # --------------------------------------------------------------------------- per-stage tables
@@ -280,6 +332,38 @@ def _metric_tables(res: dict[str, Any], flagged: set[str]) -> tuple[str, dict[st
             parts.append(f"<details><summary>per-part breakdown ({len(parts_keys)} values)</summary>"
                          f"{_table(rows, 'key')}</details>")
     return "\n".join(parts), glossary
+
+
+def _ci(v: float, ci: list[float]) -> str:
+    if not isinstance(v, (int, float)) or v != v:
+        return "n/a"
+    return f"{v:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}]"
+
+
+def _gap_tables(res: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """The study's correlation table (one row per measure) and its models (folded away)."""
+    glossary = {}
+    corr = res.get("correlations", {})
+    defs = res.get("definitions", {})
+    rows = {}
+    for key in sorted(corr, key=lambda k: -corr[k]["tau_dir"] if corr[k]["tau_dir"] == corr[k]["tau_dir"] else 2):
+        c = corr[key]
+        label, _, name = key.partition(".")
+        glossary[f"{label}: {name}"] = (defs.get(label) or {}).get(name, "")
+        rows[key] = {"better": c["better"], "tau_dir [95% CI]": _ci(c["tau_dir"], c["tau_ci"]),
+                     "Psi [95% CI]": _ci(c["psi"], c["psi_ci"]), "reading": c["reading"],
+                     **{f"psi[{f}]": v for f, v in c.get("psi_per_factor", {}).items()}}
+    models = res.get("models", [])
+    model_rows = {f"{i + 1}: {m['group'][0]}={m['hp'][m['group'][0]]}": {
+        **{k: v for k, v in m["hp"].items()}, "steps": m["steps"], "train CE": m["train_ce"],
+        "train_acc": m["train_acc"], "test_acc": m["test_acc"], "gap": m["gap"],
+        "reached": m["reached"]} for i, m in enumerate(models)}
+    text = (_table(rows, "measure") +
+            f"<details><summary>the {len(models)} models (factor levels, steps to the target loss, "
+            f"accuracies)</summary>{_table(model_rows, 'model')}</details>")
+    for name, why in res.get("skipped", {}).items():
+        text += f"<p class='meta'>{html.escape(name)}: not run here ({html.escape(why)})</p>"
+    return text, glossary
 
 
 def _stage_tables(stage: str, res: dict[str, Any], flagged: set[str]) -> tuple[str, dict[str, str]]:
@@ -312,6 +396,9 @@ def _stage_tables(stage: str, res: dict[str, Any], flagged: set[str]) -> tuple[s
         parts.append(text)
         for name, why in res.get("skipped", {}).items():
             parts.append(f"<p class='meta'>{html.escape(name)}: not run here ({html.escape(why)})</p>")
+    elif stage == "generalization":
+        text, glossary = _gap_tables(res)
+        parts.append(text)
     elif stage == "generative":
         rows, stds = {}, {}
         for label, row in res.get("table", {}).items():
@@ -370,8 +457,8 @@ def _health_box(flags: list[dict[str, Any]]) -> str:
 
 #: which config section's methods a stage runs
 _STAGE_SECTIONS = {"train": "defenses", "robustness": "attacks", "attribution": "attribution",
-                   "generative": "priors", "metrics": "metrics", "datasets": "datasets", "detectors": "detectors",
-                   "patches": "patches"}
+                   "generative": "priors", "metrics": "metrics", "generalization": "metrics",
+                   "datasets": "datasets", "detectors": "detectors", "patches": "patches"}
 
 
 def write_report(results, out: Path) -> Path:
@@ -400,12 +487,12 @@ def write_report(results, out: Path) -> Path:
             f"<section id='{stage}'><h2>{html.escape(_title(stage, cfg))}</h2>"
             f"<p class='intro'>{_intro(stage, res, cfg, d)}</p>"
             f"<p class='meta'>{html.escape(str(res.get('summary', '')))} · {took:.1f} s{resumed}</p>"
-            f"{flag_html}{figs}{tables}{claims_html}</section>"
+            f"{_definitions(stage, cfg)}{flag_html}{figs}{tables}{claims_html}</section>"
         )
     ran = list(d["stages"])
     methods = "; ".join(
-        f"{_STAGE_SECTIONS[s]}: {', '.join(m['label'] for m in cfg['methods'].get(_STAGE_SECTIONS[s], [])) or '-'}"
-        for s in ran if s in _STAGE_SECTIONS)
+        f"{sec}: {', '.join(m['label'] for m in cfg['methods'].get(sec, [])) or '-'}"
+        for sec in dict.fromkeys(_STAGE_SECTIONS[s] for s in ran if s in _STAGE_SECTIONS))
     if "train" in ran:
         methods = "models: plain" + (", " if cfg["methods"].get("defenses") else "") + \
             ", ".join(m["label"] for m in cfg["methods"].get("defenses", [])) + "; " + \

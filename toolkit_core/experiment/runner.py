@@ -35,7 +35,7 @@ from ..threads import torch_threads
 from .config import ExperimentConfig
 
 #: Stages whose models are tiny: one thread is as fast on an idle machine and far faster on a busy one.
-SINGLE_THREADED = frozenset({"train", "robustness", "generative", "metrics"})
+SINGLE_THREADED = frozenset({"train", "robustness", "generative", "metrics", "generalization"})
 
 
 def seed_everything(seed: int) -> None:
@@ -251,7 +251,7 @@ def run_stages(config: ExperimentConfig, out: Path, stage_fns: dict[str, Callabl
 
 #: Stages that run on rank 0 alone under torchrun (the others skip them): small samples, or metrics
 #: that need the whole test set at once. ``train`` (DDP) and ``robustness`` (sharded) use every rank.
-RANK0_ONLY = frozenset({"attribution", "generative", "metrics"})
+RANK0_ONLY = frozenset({"attribution", "generative", "metrics", "generalization"})
 
 
 def _run_stages(config, out, stage_fns, show_progress, finish, results, dist) -> Results:

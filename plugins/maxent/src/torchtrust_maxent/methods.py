@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -84,6 +86,23 @@ class MaxEnt(Metric):
         "redundancy_global": "Gaussian total correlation -1/2 log det Corr(T) of the penultimate features",
         "redundancy_within": "the same total correlation within each class, averaged over classes",
     }
+
+    @classmethod
+    def experiment_claims(cls, stage: str, result: dict[str, Any], labels: list[str]) -> list[Any]:
+        """The seed's maximum-entropy conditions, read on the Jiang et al. study: features closer to
+        sufficient, and less redundant ones, go with a smaller generalization gap."""
+        if stage != "generalization":
+            return []
+        from toolkit_core.experiment.anchors import gap_claim
+
+        src = "maximum-entropy conditions (seed, arXiv:1711.07758)"
+        out = []
+        for label in labels:
+            out.append(gap_claim(stage, "features closer to sufficient (smaller sufficiency_gap) generalize better",
+                                 src, result, f"{label}.sufficiency_gap"))
+            out.append(gap_claim(stage, "less redundant features (smaller redundancy_within) generalize better",
+                                 src, result, f"{label}.redundancy_within"))
+        return out
 
     def __init__(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -100,6 +100,18 @@ class Sharpness(Metric):
         "mag_flatness": "1 / sigma'^2 (Jiang et al.'s pacbayes.mag.flatness)",
         "mag_pac_bayes": "magnitude-aware PAC-Bayes bound term at sigma' (Jiang et al.'s pacbayes.mag.orig)",
     }
+
+    @classmethod
+    def experiment_claims(cls, stage: str, result: dict[str, Any], labels: list[str]) -> list[Any]:
+        """Jiang et al. 2019: magnitude-aware sharpness is among the best predictors of the gap (by Psi)."""
+        if stage != "generalization":
+            return []
+        from toolkit_core.experiment.anchors import JIANG, gap_claim
+
+        return [gap_claim(stage, "magnitude-aware sharpness predicts the gap (granulated Psi above 0)", JIANG,
+                          result, f"{label}.mag_sigma", by="psi",
+                          note="Jiang et al. rank the PAC-Bayes magnitude-aware measures among the best")
+                for label in labels]
 
     def __init__(
         self,
