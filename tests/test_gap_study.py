@@ -34,6 +34,10 @@ def test_correlate_matches_kendall_and_the_granulated_mean():
     assert c["psi_per_factor"] == pytest.approx({"width": width, "lr": lr})
     assert c["psi"] == pytest.approx((width + lr) / 2)
     assert c["tau_ci"][0] <= c["tau_dir"] <= c["tau_ci"][1] and -1 <= c["tau_ci"][0] and c["tau_ci"][1] <= 1
+    assert all(math.isnan(x) for x in c["psi_ci"])  # one "width" group: nothing to resample, no interval
+    two = correlate(list(values[:6]), list(gaps[:6]), [["width", 0]] * 3 + [["width", 1]] * 3, sign=1.0,
+                    n_boot=200)
+    assert two["psi_ci"][0] <= two["psi"] <= two["psi_ci"][1]
     # a measure that orders the models exactly like the gap: tau 1, interval above 0 once resampled
     perfect = correlate(list(np.arange(9.0)), list(np.arange(9.0)), groups, sign=1.0, n_boot=200)
     assert perfect["tau_dir"] == 1.0 and perfect["psi"] == 1.0 and reading(perfect) == "predicts the gap"

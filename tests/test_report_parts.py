@@ -59,6 +59,9 @@ def test_health_checks_flag_chance_gap_masking_and_nan():
     rob["table"]["nested"] = {"clean_accuracy": 0.9, "attacks": {  # evaluate_robustness's own layout
         "fgsm": {"accuracy": 0.3, "params": {"name": "fgsm", "params": fgsm}},
         "pgd": {"accuracy": 0.6, "params": {"name": "pgd", "params": pgd}}}}
+    rob["table"]["ensemble"] = {"clean_accuracy": 0.9, "attacks": {  # an ensemble's worst case beats its members
+        "autoattack": {"accuracy": 0.3, "params": {"eps": 0.1}, "components": {"apgd": 0.5}},
+        "pgd": {"accuracy": 0.5, "params": pgd}}}
     masking = check_robustness(rob)
     assert sorted(f.subject for f in masking) == ["flat", "masked", "nested", "queried"]  # square vs pgd, not L2
     nan = check_metrics({"table": {"m": {"plain": {"k": float("nan"), "k/part": float("nan"), "j": 1.0}}}})

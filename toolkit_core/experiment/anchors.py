@@ -208,10 +208,14 @@ def gap_claim(stage: str, claim: str, source: str, result: dict[str, Any], key: 
     if stage != "generalization" or c is None:
         return Claim("generalization", claim, source, "-", NOT_COMPARABLE, f"{key} was not measured in this run")
     value, (lo, hi) = (c["tau_dir"], c["tau_ci"]) if by == "tau" else (c["psi"], c["psi_ci"])
-    ours = (f"{key}: tau_dir {c['tau_dir']:+.2f} [{c['tau_ci'][0]:+.2f}, {c['tau_ci'][1]:+.2f}], "
-            f"Psi {c['psi']:+.2f} [{c['psi_ci'][0]:+.2f}, {c['psi_ci'][1]:+.2f}] ({c['n']} models)")
+    def ci(v: float, lo_hi: list[float]) -> str:
+        return f"{v:+.2f} [{lo_hi[0]:+.2f}, {lo_hi[1]:+.2f}]" if all(_finite(x) for x in lo_hi) else \
+            f"{v:+.2f} [no interval]"
+
+    ours = f"{key}: tau_dir {ci(c['tau_dir'], c['tau_ci'])}, Psi {ci(c['psi'], c['psi_ci'])} ({c['n']} models)"
     if not (_finite(lo) and _finite(hi)):
-        return Claim("generalization", claim, source, ours, NOT_COMPARABLE, "too few models for an interval")
+        return Claim("generalization", claim, source, ours, NOT_COMPARABLE,
+                     "too few models or groups for an interval (quick run: one group per factor)")
     above = lo > 0
     return Claim("generalization", claim, source, ours, REPRODUCED if above == predicts else NOT_REPRODUCED, note)
 

@@ -148,8 +148,10 @@ def correlate(values: list[float], gaps: list[float], groups: list[list[Any]], s
         means = [float(np.mean(rng.choice(t, len(t)))) for t in by_factor.values()]
         psis.append(float(np.mean(means)) if means else float("nan"))
     out["tau_ci"] = [float(np.percentile(taus, 2.5)), float(np.percentile(taus, 97.5))]
+    # an interval needs groups to resample: with one group per factor (bases = 1) there is none
+    enough = bool(per) and all(len(t) > 1 for t in by_factor.values())
     out["psi_ci"] = ([float(np.nanpercentile(psis, 2.5)), float(np.nanpercentile(psis, 97.5))]
-                     if per else [float("nan")] * 2)
+                     if enough else [float("nan")] * 2)
     return out
 
 

@@ -83,8 +83,8 @@ def check_robustness(robustness: dict[str, Any], collapsed: set[str] = frozenset
         attacks = row.get("attacks", {})
         for a, ra in attacks.items():
             pa, acc_a = _params(ra), ra.get("accuracy")
-            if not _finite(acc_a):
-                continue
+            if not _finite(acc_a) or ra.get("components"):  # an ensemble keeps its members' worst case: lower
+                continue                                      # than each member by construction, not masking
             kind_a = _attack_kind(pa)
             if kind_a == "iterative" and label not in collapsed and _finite(clean) and clean > 0.2 \
                     and clean - acc_a < MASKING_MARGIN:

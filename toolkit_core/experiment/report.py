@@ -137,7 +137,9 @@ def _attack_text(m: dict[str, Any], full: dict[str, Any] | None = None) -> str:
         parts.append("L∞")
     if "eps" in p:
         parts.append(f"eps {p['eps']} (pixels in [0, 1])")
-    if "n_queries" in p:
+    if full and full.get("components"):  # an ensemble: its members' per-sample worst case
+        parts.append("ensemble of " + ", ".join(map(str, full["components"])) + ", per-sample worst case")
+    elif "n_queries" in p:
         parts.append(f"{p['n_queries']} queries, black-box")
     elif "steps" in p:
         parts.append(f"{p['steps']} steps" + (f" of {p['alpha']}" if "alpha" in p else ""))
@@ -337,6 +339,8 @@ def _metric_tables(res: dict[str, Any], flagged: set[str]) -> tuple[str, dict[st
 def _ci(v: float, ci: list[float]) -> str:
     if not isinstance(v, (int, float)) or v != v:
         return "n/a"
+    if not all(isinstance(c, (int, float)) and c == c for c in ci):
+        return f"{v:+.2f} [no interval]"
     return f"{v:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}]"
 
 

@@ -330,7 +330,7 @@ def _run_one(ctx: RunContext, stage: str, fn: Callable[[RunContext], dict], cons
         if console is not None:
             console.line(f"{stage}{tag}: resumed from {state_file}")
             console.stage_done()
-        return saved["results"], 0.0, True
+        return saved["results"], float(saved.get("time_s", 0.0)), True  # the time it took when it ran
     if console is not None:
         console.line(f"{stage}{tag}: started")
         console.start_stage(f"{stage}{tag}")
