@@ -7,7 +7,6 @@ import math
 import statistics
 
 import pytest
-import torch
 
 from toolkit_core.experiment.aggregate import aggregate, interval95, spread
 from toolkit_core.experiment.anchors import (
@@ -114,36 +113,3 @@ def test_attribution_and_robustness_claims_come_from_the_method_classes():
     metrics = {"table": {"itid": {"plain": {"inv_hard": 0.6}, "itid_enhance": {"inv_hard": 0.8}}}}
     (itid,) = method_claims({"metrics": metrics}, {"metrics": [{"name": "itid", "label": "itid"}]})
     assert itid.verdict == REPRODUCED and itid.ours == "itid_enhance 0.8 vs plain 0.6"
-
-
-def test_core_code_names_no_plugin():
-    """toolkit_core/ and registry/ name no registered method in code (docstrings and comments may):
-    every string constant outside a docstring is checked against the installed methods' names. The
-    attribution engine's own rule names (``BUILTIN_RULES``, e.g. the ``gradient`` rule) and the keys of the
-    core's ``mode_statistics`` (which the mode-coverage metrics are named after) are the core's."""
-    import ast
-    from pathlib import Path
-
-    import toolkit_core
-    from toolkit_core.attribution.rules import BUILTIN_RULES
-    from toolkit_core.kinds import KINDS
-
-    root = Path(__file__).resolve().parents[1]
-    names = {n for k in KINDS for n in toolkit_core.list_methods(k.name)}
-    names |= {p.name for p in (root / "plugins").iterdir() if p.is_dir()}
-    from toolkit_core.generative import mode_statistics
-
-    names -= set(BUILTIN_RULES)
-    names -= set(mode_statistics(torch.zeros(4, 2), torch.zeros(1, 2), 0.1))
-    assert {"aalp", "alp", "itid", "mmc", "lrp"} <= names
-    hits = []
-    for folder in ("toolkit_core", "registry"):
-        for path in (root / folder).rglob("*.py"):
-            tree = ast.parse(path.read_text())
-            docs = {id(n.body[0].value) for n in ast.walk(tree)
-                    if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-                    and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
-            hits += [f"{path.relative_to(root)}:{n.lineno}: {n.value!r}" for n in ast.walk(tree)
-                     if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs
-                     and n.value in names]
-    assert not hits, hits
