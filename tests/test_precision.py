@@ -54,6 +54,8 @@ def test_fp16_training_on_cpu_is_refused_and_leaves_the_model_alone():
     x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
     with pytest.raises(ValueError, match="precision 'fp16' needs a CUDA device"):
         tt.fit(model, (x, y), epochs=1, progress=False, precision="fp16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        tt.fit(model, (x, y), epochs=1, progress=False, precision="fp8")
     snap.assert_unchanged(model)
     with pytest.raises(ValueError, match="precision 'fp16' needs a CUDA device"):
         tt.evaluate_robustness(model.eval(), (x, y), attacks=["fgsm"], precision="fp16")

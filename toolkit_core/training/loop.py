@@ -282,7 +282,7 @@ def fit(
         raise ValueError("resume=True needs checkpoint_dir (the directory that holds last.pt)")
     if grad_clip is not None and not grad_clip > 0:
         raise ValueError(f"grad_clip must be a positive number or None, got {grad_clip!r}")
-    amp.check_precision(precision)  # the name; fp16 on a CPU is refused once the device is known
+    amp.check_precision(precision, "cuda")  # the name only; fp16 on a CPU is refused once the device is known
 
     path = ckpt_io.checkpoint_path(checkpoint_dir) if checkpoint_dir is not None else None
     with Runtime(device, path, ckpt_io.FORMAT_VERSION, "toolkit_core.fit") as rt:
