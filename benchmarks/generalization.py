@@ -45,6 +45,7 @@ from torch import nn
 
 from toolkit_core.catalog import create, get_info, list_methods
 from toolkit_core.data import load_digits
+from toolkit_core.experiment.gap_study import train_to_ce  # the stopping rule of Jiang et al. 2019
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,40 +112,6 @@ def train(model, x, y, *, steps, lr, weight_decay=0.0, aug=False, defense=None, 
         loss.backward()
         opt.step()
     return model.eval()
-
-
-@torch.no_grad()
-def train_ce(model, x, y) -> float:
-    """Cross-entropy of the model (eval mode) on its whole training set."""
-    model.eval()
-    return float(F.cross_entropy(model(x), y))
-
-
-def train_to_ce(model, x, y, *, target, max_steps, lr, weight_decay=0.0, batch=64, seed=0, check_every=50):
-    """SGD (momentum 0.9) until the training cross-entropy (eval mode, whole training set) is <= ``target``
-    -- the stopping criterion of Jiang et al. 2019 -- or ``max_steps``. Returns ``(steps, final_ce)``."""
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
-    n = len(x)
-    perm, pos, step = torch.randperm(n, generator=g), 0, 0
-    ce = train_ce(model, x, y)
-    while step < max_steps and ce > target:
-        model.train()
-        for _ in range(check_every):
-            if pos + batch > n:
-                perm, pos = torch.randperm(n, generator=g), 0
-            idx = perm[pos : pos + batch]
-            pos += batch
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            step += 1
-        ce = train_ce(model, x, y)
-        if not math.isfinite(ce):
-            break
-    model.eval()
-    return step, ce
 
 
 @torch.no_grad()
