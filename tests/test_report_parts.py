@@ -113,3 +113,14 @@ def test_attribution_and_robustness_claims_come_from_the_method_classes():
     metrics = {"table": {"itid": {"plain": {"inv_hard": 0.6}, "itid_enhance": {"inv_hard": 0.8}}}}
     (itid,) = method_claims({"metrics": metrics}, {"metrics": [{"name": "itid", "label": "itid"}]})
     assert itid.verdict == REPRODUCED and itid.ours == "itid_enhance 0.8 vs plain 0.6"
+
+
+def test_wrapped_method_labels_keep_every_character_and_fit_the_width():
+    from toolkit_core.analysis.plots import wrap_label
+
+    for label in ("lrp(composite=epsilon_plus_flat)", "lrp(rule=lrp_zplus)", "gradient", "a(b=1,c=2,d=3)"):
+        lines = wrap_label(label, 18).split("\n")
+        assert "".join(lines) == label
+        assert all(len(line) <= 18 or ("(" not in line[:-1] and "=" not in line[:-1]) for line in lines)
+    assert wrap_label("lrp(composite=epsilon_plus_flat)", 18) == "lrp(composite=\nepsilon_plus_flat)"
+    assert wrap_label("gradient", 18) == "gradient"

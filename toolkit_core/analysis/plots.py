@@ -73,6 +73,22 @@ def _image(x: torch.Tensor) -> np.ndarray:
     return to_2d(x)
 
 
+def wrap_label(text: str, width: int = 16) -> str:
+    """``text`` on lines of at most ``width`` characters, broken after ``(``, ``=`` or ``,`` (a method label
+    such as ``lrp(composite=epsilon_plus_flat)`` has no spaces); a piece longer than ``width`` keeps its line."""
+    import re
+
+    lines: list[str] = []
+    for piece in re.findall(r"[^(=,]*[(=,]?", text):
+        if not piece:
+            continue
+        if lines and len(lines[-1]) + len(piece) <= width:
+            lines[-1] += piece
+        else:
+            lines.append(piece)
+    return "\n".join(lines)
+
+
 def randomization_grid(
     result: Any, x: torch.Tensor, sample: int = 0, path: str | Path | None = None, cell: float = 1.4,
     title: str | None = None, methods: Sequence[str] | None = None, dpi: int = 80,
@@ -105,7 +121,7 @@ def randomization_grid(
             ax.set_yticks([])
             if c == 0:
                 ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
-                ax.set_ylabel(method, fontsize=8)
+                ax.set_ylabel(wrap_label(method, 18), fontsize=7)  # long variant labels: no overlap with the next row
             else:
                 ax.imshow(heatmap_array(maps[c - 1][sample]), cmap="bwr", vmin=-1, vmax=1)
                 if c >= 2:
