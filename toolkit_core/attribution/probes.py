@@ -29,7 +29,25 @@ __all__ = ["INPUT", "Recorder", "Injector"]
 INPUT = "<input>"
 
 
-class Recorder:
+class _Probe:
+    """Hooks as a context manager: :meth:`attach` registers them (subclasses), exit removes them."""
+
+    _handles: list[Any]
+
+    def attach(self, handles: list | None = None) -> list:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __enter__(self):
+        self.attach()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+
+class Recorder(_Probe):
     """Record per forward call of each named module its output (or first input) and the signal that
     reaches that tensor in the backward pass.
 
@@ -63,15 +81,6 @@ class Recorder:
         if self.root is not None:
             handles.append(self.root.register_forward_pre_hook(self._input_hook(INPUT)))
         return handles
-
-    def __enter__(self) -> Recorder:
-        self.attach()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
 
     def _keep(self, name: str, t: Any) -> None:
         if not isinstance(t, Tensor) or not t.requires_grad:
@@ -122,7 +131,7 @@ class Recorder:
         return {n: g for n, (_, g) in self._last().items()}
 
 
-class Injector:
+class Injector(_Probe):
     """Replace the signal arriving at ``module``'s output in the backward pass.
 
     ``value``: the signal ``c`` (``kind="signal"``) or the relevance ``R`` (``kind="relevance"``, the
@@ -148,15 +157,6 @@ class Injector:
         if self.replace_gradient:
             handles.append(self.module.register_full_backward_pre_hook(self._backward_pre_hook))
         return handles
-
-    def __enter__(self) -> Injector:
-        self.attach()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
 
     def reset(self) -> None:
         """Forget the captured output (before running the model again)."""
