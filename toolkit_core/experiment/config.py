@@ -91,7 +91,9 @@ SETTINGS: dict[str, dict[str, tuple[Any, Any]]] = {
     # 2000 points / batch 100 = 20 steps per epoch: full 5000 steps per GAN, quick 1500 (ring only)
     "generative": {"mixtures": (["ring", "grid"], ["ring"]), "epochs": (250, 75),
                    "samples": (2500, 2500), "seeds": (1, 1), "train_points": (2000, 2000), "batch_size": (100, 100),
-                   "pair_weight": (1.0, 1.0), "noise_dim": (1, 1), "hidden": (128, 128), "lr": (0.001, 0.001)},
+                   "pair_weight": (1.0, 1.0), "noise_dim": (1, 1), "hidden": (128, 128), "lr": (0.001, 0.001),
+                   # the last quarter of the epochs at lr / 10 (docs/results/priors.md, table b1)
+                   "lr_drop": (True, True)},
     # the Jiang et al. study of the metrics (stage generalization): its own MLPs on the 8x8 digits
     "generalization": {"factors": (["width", "depth", "lr", "weight_decay", "batch_size", "dropout", "train_size"],
                                    ["width", "lr", "train_size"]),

@@ -208,8 +208,10 @@ def _intro(stage: str, res: dict[str, Any], cfg: dict[str, Any], d: dict[str, An
         g = s["generative"]
         return (f"A GAN with 2-layer MLPs (hidden {g['hidden']}) trained on {g['train_points']} points of each "
                 f"PacGAN toy mixture ({', '.join(g['mixtures'])}; ring: 8 Gaussians of std 0.01, grid: 25 of std "
-                f"0.05) for {g['epochs']} epochs (batch {g['batch_size']}), once per prior: a prior without codes "
-                f"gives the plain GAN, the others are paired with their codes (weight {g['pair_weight']}). "
+                f"0.05) for {g['epochs']} epochs (batch {g['batch_size']}, Adam lr {g['lr']}"
+                f"{', the last quarter at lr / 10' if g.get('lr_drop') else ''}), once per prior: a prior "
+                f"without codes gives the plain GAN, the others are paired with their codes "
+                f"(weight {g['pair_weight']}). "
                 f"{g['samples']} generated samples are scored as in PacGAN: a mode is captured when a sample lies "
                 f"within 3 std of it; the scatter shows the samples (blue) and the modes (red ×). "
                 f"{g['seeds']} seed(s) per run.")
