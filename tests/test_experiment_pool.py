@@ -82,10 +82,10 @@ def test_patches_stage_reports_the_patched_copies_accuracy(tmp_path):
     for r in rows:
         with torch.no_grad():
             acc = float((patch.apply(ctx.models["plain"], r["coefficient"])(x).argmax(1) == y).float().mean())
-        assert r["clean"] == acc  # the formula applied directly gives the same model and accuracy
-        assert 0.0 <= r["adversarial"] <= 1.0
+        assert r["clean_acc"] == acc  # the formula applied directly gives the same model and accuracy
+        assert 0.0 <= r["robust_acc"] <= 1.0
     with torch.no_grad():  # coefficient 0 is the plain model itself
-        assert rows[0]["clean"] == float((ctx.models["plain"](x).argmax(1) == y).float().mean())
+        assert rows[0]["clean_acc"] == float((ctx.models["plain"](x).argmax(1) == y).float().mean())
     assert res["attack"] == training_attack_spec(ctx.config.settings, True).label
     for k, m in ctx.models.items():
         snaps[k].assert_unchanged(m)

@@ -679,6 +679,28 @@ class WeightPatch(Method):
                 p.add_(d.to(device=p.device, dtype=p.dtype), alpha=float(coefficient))
         return patched
 
+    def sweep(self, model, data, coefficients, perturb=None) -> list[dict[str, float]]:
+        """Per coefficient ``c``: ``{"coefficient": c, "clean_acc": ...}`` of ``apply(model, c)`` on
+        ``data = (x, y)`` and, with ``perturb(patched, x, y) -> x'`` (an attack, or a corruption that ignores
+        the model), ``"robust_acc"``: its accuracy on ``x'`` crafted against the patched model. ``model`` is
+        not modified."""
+        import torch
+
+        x, y = data
+
+        def accuracy(m, inputs) -> float:
+            with torch.no_grad():
+                return float((m(inputs).argmax(1) == y).float().mean())
+
+        rows = []
+        for c in coefficients:
+            patched = self.apply(model, float(c)).eval()
+            row = {"coefficient": float(c), "clean_acc": accuracy(patched, x)}
+            if perturb is not None:
+                row["robust_acc"] = accuracy(patched, perturb(patched, x, y))
+            rows.append(row)
+        return rows
+
 
 #: Kind name -> base class, derived from the table of kinds (:mod:`toolkit_core.kinds`).
 BASES: dict[str, type[Method]] = {k.name: globals()[k.base] for k in KINDS}

@@ -14,7 +14,6 @@ from .runner import RunContext, seed_everything
 
 
 def stage_patches(ctx: RunContext) -> dict[str, Any]:
-    import torch
 
     cfg = ctx.config
     specs = cfg.methods.get("patches", [])
@@ -39,16 +38,7 @@ def stage_patches(ctx: RunContext) -> dict[str, Any]:
             seed_everything(cfg.seed)
             try:
                 patch = instantiate(spec, "patch").extract(source.eval(), plain.eval())
-                rows = []
-                for c in coefficients:
-                    patched = patch.apply(plain, float(c)).eval()
-                    with torch.no_grad():
-                        row = {"coefficient": float(c), "clean": float((patched(x).argmax(1) == y).float().mean())}
-                    if attack is not None:
-                        x_adv = attack(patched, x, y)
-                        with torch.no_grad():
-                            row["adversarial"] = float((patched(x_adv).argmax(1) == y).float().mean())
-                    rows.append(row)
+                rows = patch.sweep(plain, (x, y), coefficients, attack)
                 table.setdefault(spec.label, {})[src_label] = rows
             except Exception as exc:  # one patch's failure is reported, the others still run
                 errors[f"{spec.label} from {src_label}"] = f"{type(exc).__name__}: {exc}"
@@ -69,9 +59,9 @@ def _plot(ctx: RunContext, table: dict, target: str, attack: str | None) -> None
     for ax, (name, per_source) in zip(axes[0], table.items()):
         for src, rows in per_source.items():
             cs = [r["coefficient"] for r in rows]
-            line = ax.plot(cs, [r["clean"] for r in rows], "s--", ms=3, label=f"clean, from {src}")[0]
+            line = ax.plot(cs, [r["clean_acc"] for r in rows], "s--", ms=3, label=f"clean, from {src}")[0]
             if attack is not None:
-                ax.plot(cs, [r["adversarial"] for r in rows], "o-", ms=3, color=line.get_color(),
+                ax.plot(cs, [r["robust_acc"] for r in rows], "o-", ms=3, color=line.get_color(),
                         label=f"{attack}, from {src}")
         ax.set_xlabel(f"coefficient c ({target} + c * patch)")
         ax.set_ylabel("test accuracy")

@@ -421,7 +421,9 @@ def _stage_tables(stage: str, res: dict[str, Any], flagged: set[str]) -> tuple[s
     elif stage == "patches":
         for name, per_source in res.get("table", {}).items():
             parts.append(f"<h3 id='patches-{html.escape(name)}'>{html.escape(name)}</h3>")
-            rows = {f"from {src}, c = {r['coefficient']:g}": {k: v for k, v in r.items() if k != "coefficient"}
+            names = {"clean_acc": "clean", "robust_acc": "adversarial"}  # WeightPatch.sweep's keys
+            rows = {f"from {src}, c = {r['coefficient']:g}": {names.get(k, k): v for k, v in r.items()
+                                                                if k != "coefficient"}
                     for src, rs in per_source.items() for r in rs}
             parts.append(_table(rows, "patched copy of the plain model"))
         for name, why in res.get("skipped", {}).items():

@@ -113,16 +113,5 @@ def coefficient_sweep(patch: WeightPatch, model: nn.Module, data: tuple[torch.Te
                       ) -> list[dict[str, float]]:
     """For each coefficient ``c``: clean accuracy of ``patch.apply(model, c)`` on ``data = (x, y)`` and, with
     ``perturb(model, x, y) -> x'`` (an attack, or a corruption that ignores the model), its accuracy on
-    ``x'`` crafted against the patched model. ``model`` is not modified."""
-    x, y = data
-    rows = []
-    for c in coefficients:
-        patched = patch.apply(model, float(c)).eval()
-        with torch.no_grad():
-            row = {"coefficient": float(c), "clean_acc": float((patched(x).argmax(1) == y).float().mean())}
-        if perturb is not None:
-            xp = perturb(patched, x, y)
-            with torch.no_grad():
-                row["robust_acc"] = float((patched(xp).argmax(1) == y).float().mean())
-        rows.append(row)
-    return rows
+    ``x'`` crafted against the patched model (:meth:`WeightPatch.sweep`). ``model`` is not modified."""
+    return patch.sweep(model, data, coefficients, perturb)
