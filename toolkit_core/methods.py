@@ -686,18 +686,17 @@ class WeightPatch(Method):
         not modified."""
         import torch
 
+        from .training.adversarial import accuracy
+
         x, y = data
-
-        def accuracy(m, inputs) -> float:
-            with torch.no_grad():
-                return float((m(inputs).argmax(1) == y).float().mean())
-
         rows = []
         for c in coefficients:
             patched = self.apply(model, float(c)).eval()
-            row = {"coefficient": float(c), "clean_acc": accuracy(patched, x)}
-            if perturb is not None:
-                row["robust_acc"] = accuracy(patched, perturb(patched, x, y))
+            x_adv = perturb(patched, x, y) if perturb is not None else None
+            with torch.no_grad():
+                row = {"coefficient": float(c), "clean_acc": accuracy(patched(x), y)}
+                if x_adv is not None:
+                    row["robust_acc"] = accuracy(patched(x_adv), y)
             rows.append(row)
         return rows
 

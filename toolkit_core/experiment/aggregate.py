@@ -17,11 +17,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["aggregate", "interval95", "lookup", "spread"]
+__all__ = ["aggregate", "finite_number", "interval95", "lookup", "spread"]
 
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def finite_number(v: Any) -> bool:
+    """``v`` is an int or float (not a bool) and finite: a value a check or a verdict can use."""
+    return _is_number(v) and math.isfinite(v)
 
 
 def _walk(runs: list[Any]) -> tuple[Any, Any, Any]:

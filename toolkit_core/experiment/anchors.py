@@ -18,10 +18,9 @@ builds its :class:`Claim` objects with the helpers below (:func:`ordered`, :func
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
-from .aggregate import spread
+from .aggregate import finite_number, spread
 
 REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE = "reproduced", "not reproduced", "not comparable"
 
@@ -45,10 +44,6 @@ class Claim:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _order(a: float, sa: float | None, b: float, sb: float | None, higher: bool = True) -> str:
@@ -84,7 +79,7 @@ def generative_claims(res: dict[str, Any]) -> list[Claim]:
                 m, s = ours_gan[key], ours_gan.get(f"{key} std")
                 s = s if ours_gan.get("seeds", 1) > 1 else None
                 shown.append(f"{_pm(m, s)} {key}")
-                ok &= _finite(m) and abs(m - value) <= TOLERANCE[key] + 2 * (s or 0.0)
+                ok &= finite_number(m) and abs(m - value) <= TOLERANCE[key] + 2 * (s or 0.0)
             claims.append(Claim("generative", claim, "PacGAN Table 1", ", ".join(shown),
                                 REPRODUCED if ok else NOT_REPRODUCED,
                                 "same mixtures, sample count and thresholds; our generator/discriminator "
@@ -135,7 +130,7 @@ def above_reference(stage: str, claim: str, source: str, table: dict[str, dict[s
         return row[key] if key is not None else row[next(iter(row))]
 
     ref = value(reference)
-    worse = [lbl for lbl in present if not (_finite(value(lbl)) and _finite(ref) and value(lbl) > ref)]
+    worse = [lbl for lbl in present if not (finite_number(value(lbl)) and finite_number(ref) and value(lbl) > ref)]
     ours = f"{reference} {ref:.3f}; " + ", ".join(f"{lbl} {value(lbl):.3f}" for lbl in present)
     return Claim(stage, claim, source, ours, NOT_REPRODUCED if worse else REPRODUCED,
                  f"not above {reference}: {', '.join(worse)}" if worse else note)
@@ -151,7 +146,7 @@ def ordered(stage: str, claim: str, source: str, res: dict[str, Any], a: tuple[s
     from .aggregate import lookup
 
     va, vb = lookup(res, a), lookup(res, b)
-    if not (_finite(va) and _finite(vb)):
+    if not (finite_number(va) and finite_number(vb)):
         return Claim(stage, claim, source, "-", NOT_COMPARABLE, f"{names[0]} and {names[1]} are not both in this run")
     sa, sb = spread(res, *a)[0], spread(res, *b)[0]
     return Claim(stage, claim, source, f"{names[0]} {_pm(va, sa)} vs {names[1]} {_pm(vb, sb)}",
@@ -209,11 +204,11 @@ def gap_claim(stage: str, claim: str, source: str, result: dict[str, Any], key: 
         return Claim("generalization", claim, source, "-", NOT_COMPARABLE, f"{key} was not measured in this run")
     value, (lo, hi) = (c["tau_dir"], c["tau_ci"]) if by == "tau" else (c["psi"], c["psi_ci"])
     def ci(v: float, lo_hi: list[float]) -> str:
-        return f"{v:+.2f} [{lo_hi[0]:+.2f}, {lo_hi[1]:+.2f}]" if all(_finite(x) for x in lo_hi) else \
+        return f"{v:+.2f} [{lo_hi[0]:+.2f}, {lo_hi[1]:+.2f}]" if all(finite_number(x) for x in lo_hi) else \
             f"{v:+.2f} [no interval]"
 
     ours = f"{key}: tau_dir {ci(c['tau_dir'], c['tau_ci'])}, Psi {ci(c['psi'], c['psi_ci'])} ({c['n']} models)"
-    if not (_finite(lo) and _finite(hi)):
+    if not (finite_number(lo) and finite_number(hi)):
         return Claim("generalization", claim, source, ours, NOT_COMPARABLE,
                      "too few models or groups for an interval (quick run: one group per factor)")
     above = lo > 0

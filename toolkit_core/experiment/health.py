@@ -21,6 +21,8 @@ import dataclasses
 import math
 from typing import Any
 
+from .aggregate import finite_number
+
 CHANCE_FACTOR = 2.0
 GAP_THRESHOLD = 0.15
 MASKING_MARGIN = 0.02
@@ -42,21 +44,17 @@ class Flag:
         return dataclasses.asdict(self)
 
 
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def check_training(train: dict[str, Any], num_classes: int = 10) -> list[Flag]:
     flags = []
     chance = 1.0 / num_classes
     for label, row in train.get("models", {}).items():
         test, tr = row.get("test_acc"), row.get("train_acc")
-        if _finite(test) and test < CHANCE_FACTOR * chance:
+        if finite_number(test) and test < CHANCE_FACTOR * chance:
             flags.append(Flag("at chance", "train", label,
                               f"{label}: test accuracy {test:.3f} is near chance (below {CHANCE_FACTOR:g} x 1/"
                               f"{num_classes}); its robustness and metric values describe a collapsed model",
                               "error"))
-        if _finite(test) and _finite(tr) and tr - test > GAP_THRESHOLD:
+        if finite_number(test) and finite_number(tr) and tr - test > GAP_THRESHOLD:
             flags.append(Flag("train/test gap", "train", label,
                               f"{label}: train accuracy {tr:.3f} exceeds test accuracy {test:.3f} by "
                               f"{tr - test:.3f} (> {GAP_THRESHOLD})"))
@@ -83,10 +81,10 @@ def check_robustness(robustness: dict[str, Any], collapsed: set[str] = frozenset
         attacks = row.get("attacks", {})
         for a, ra in attacks.items():
             pa, acc_a = _params(ra), ra.get("accuracy")
-            if not _finite(acc_a) or ra.get("components"):  # an ensemble keeps its members' worst case: lower
+            if not finite_number(acc_a) or ra.get("components"):  # an ensemble keeps its members' worst case: lower
                 continue                                      # than each member by construction, not masking
             kind_a = _attack_kind(pa)
-            if kind_a == "iterative" and label not in collapsed and _finite(clean) and clean > 0.2 \
+            if kind_a == "iterative" and label not in collapsed and finite_number(clean) and clean > 0.2 \
                     and clean - acc_a < MASKING_MARGIN:
                 flags.append(Flag("gradient masking", "robustness", label,
                                   f"{label}: iterative attack {a} lowers accuracy by only {clean - acc_a:.3f} "
@@ -95,7 +93,7 @@ def check_robustness(robustness: dict[str, Any], collapsed: set[str] = frozenset
                 continue
             for b, rb in attacks.items():
                 pb, acc_b = _params(rb), rb.get("accuracy")
-                if _attack_kind(pb) != "iterative" or not _finite(acc_b):
+                if _attack_kind(pb) != "iterative" or not finite_number(acc_b):
                     continue
                 same_norm = str(pa.get("norm", "inf")) == str(pb.get("norm", "inf"))
                 if same_norm and pb.get("eps", math.inf) >= pa.get("eps", math.inf) and \
@@ -111,7 +109,7 @@ def check_metrics(metrics: dict[str, Any]) -> list[Flag]:
     flags = []
     for name, per_model in metrics.get("table", {}).items():
         for label, values in per_model.items():
-            bad = sorted(k for k, v in values.items() if "/" not in k and not _finite(v))
+            bad = sorted(k for k, v in values.items() if "/" not in k and not finite_number(v))
             if bad:
                 flags.append(Flag("NaN metric", "metrics", f"{name} on {label}",
                                   f"{name} on {label}: {', '.join(bad)} is NaN or infinite", "error"))
