@@ -30,7 +30,14 @@ from torch import nn
 
 import toolkit_core as tt
 from toolkit_core.data import grid25, load_digits, ring8
-from toolkit_core.generative import frechet_distance, generate, mixture_spec, mode_statistics, train_gan
+from toolkit_core.generative import (
+    frechet_distance,
+    generate,
+    mixture_spec,
+    mode_statistics,
+    train_gan,
+    train_gan_with_lr_drop,
+)
 from toolkit_core.models import MLP, DigitsCNN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,7 +151,8 @@ def _toy_run(mixture: str, method: str, seed: int, epochs: int, n_train: int, ba
     """One GAN (gaussian prior, no pairing) or MMCGAN (mmc prior with ``prior_kw``, pairing mu = 1, one
     noise dimension) run; the same generator/discriminator MLPs and step budget for both.
 
-    ``lr_decay``: the first 3/4 of the epochs at lr 1e-3, the last 1/4 at lr 1e-4 (``train_gan`` called twice,
+    ``lr_decay``: the first 3/4 of the epochs at lr 1e-3, the last 1/4 at lr 1e-4
+    (``train_gan_with_lr_drop``: ``train_gan`` called twice,
     so the second stage starts with fresh Adam moments); the same total number of steps."""
     data = ring8 if mixture == "ring" else grid25
     x, _ = data(n_train, seed=1000 + seed)
@@ -156,10 +164,8 @@ def _toy_run(mixture: str, method: str, seed: int, epochs: int, n_train: int, ba
         prior, pair, noise = tt.create("mmc", seed=seed, **(prior_kw or {})), 1.0, 1
         prior.fit(x)
     G, D = MLP((prior.dim + noise, hidden, hidden, 2)), MLP((2, hidden, hidden, 1))
-    stages = [(epochs - epochs // 4, 1e-3), (epochs // 4, 1e-4)] if lr_decay else [(epochs, 1e-3)]
-    for i, (ep, lr) in enumerate(stages):
-        train_gan(G, D, x, prior, epochs=ep, pair_weight=pair, noise_dim=noise, batch_size=batch, lr=lr,
-                  seed=seed + 7919 * i, progress=False, fit_prior=i == 0)
+    train_gan_with_lr_drop(G, D, x, prior, epochs=epochs, lr=1e-3, lr_drop=lr_decay, pair_weight=pair,
+                           noise_dim=noise, batch_size=batch, seed=seed, progress=False)
     G.eval()
     s = generate(G, prior, 2500, noise_dim=noise, seed=seed)
     modes, std = mixture_spec(mixture)

@@ -16,7 +16,7 @@ import torch
 
 import toolkit_core as tt
 from toolkit_core.data import GRID_MODES, GRID_STD, RING_MODES, RING_STD, ring8
-from toolkit_core.generative import frechet_distance, mode_statistics, train_gan
+from toolkit_core.generative import frechet_distance, mode_statistics, train_gan, train_gan_with_lr_drop
 from toolkit_core.generative.gan import CHECKPOINT_NAME
 from toolkit_core.models import MLP
 
@@ -106,6 +106,27 @@ def test_train_gan_resume_equals_uninterrupted(tmp_path):
     assert [r["d_loss"] for r in full.epochs] == [r["d_loss"] for r in resumed.epochs]
     assert len(resumed) == 3 and all(r["pair_loss"] > 0 for r in resumed.epochs)
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_train_gan_with_lr_drop_is_two_train_gan_calls():
+    """8 epochs: 6 at lr, then 2 at lr / 10 with fresh Adam state and seed + 7919; the prior fitted once."""
+    x, _ = ring8(96, seed=0)
+    G, D = _tiny()
+    hs = train_gan_with_lr_drop(G, D, x, _mmc(), epochs=8, lr=1e-3, pair_weight=1.0, noise_dim=1,
+                                batch_size=32, seed=3, progress=False)
+    G2, D2 = _tiny()
+    prior = _mmc()
+    train_gan(G2, D2, x, prior, epochs=6, lr=1e-3, pair_weight=1.0, noise_dim=1, batch_size=32, seed=3,
+              progress=False)
+    train_gan(G2, D2, x, prior, epochs=2, lr=1e-4, pair_weight=1.0, noise_dim=1, batch_size=32, seed=3 + 7919,
+              progress=False, fit_prior=False)
+    assert [len(h) for h in hs] == [6, 2]
+    for a, b in zip([*G.state_dict().values(), *D.state_dict().values()],
+                    [*G2.state_dict().values(), *D2.state_dict().values()]):
+        assert torch.equal(a, b)
+    G3, D3 = _tiny()  # no drop (or fewer than 4 epochs): one call at lr
+    assert [len(h) for h in train_gan_with_lr_drop(G3, D3, x, _mmc(), epochs=3, lr=1e-3, noise_dim=1,
+                                                           progress=False)] == [3]
 
 
 def test_train_gan_pairing_fits_the_codes():

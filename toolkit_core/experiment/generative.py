@@ -21,7 +21,7 @@ PACGAN_TABLE1 = {
 def stage_generative(ctx: RunContext) -> dict[str, Any]:
     """Plain GAN (gaussian prior) and the same networks with every other prior (pairing on, MMCGAN)."""
     from ..catalog import get_info
-    from ..generative import generate, mixture_spec, mode_statistics, train_gan
+    from ..generative import generate, mixture_spec, mode_statistics, train_gan_with_lr_drop
     from ..models import MLP
 
     cfg = ctx.config
@@ -48,15 +48,10 @@ def stage_generative(ctx: RunContext) -> dict[str, Any]:
                 h = g["hidden"]
                 G = MLP((prior.dim + g["noise_dim"], h, h, 2))
                 D = MLP((2, h, h, 1))
-                # with lr_drop the last quarter of the epochs runs at lr / 10 (fresh Adam state), the
-                # schedule under which docs/results/priors.md (b1) measured the PacGAN targets
-                epochs = g["epochs"]
-                phases = ([(epochs - epochs // 4, g["lr"]), (epochs // 4, g["lr"] / 10)]
-                          if g["lr_drop"] and epochs >= 4 else [(epochs, g["lr"])])
-                for i, (ep, lr) in enumerate(phases):
-                    train_gan(G, D, x, prior, epochs=ep, pair_weight=pair, noise_dim=g["noise_dim"],
-                              lr=lr, batch_size=g["batch_size"], seed=seed + 7919 * i, device=ctx.device,
-                              progress=ctx.progress is not None, fit_prior=False)
+                train_gan_with_lr_drop(G, D, x, prior, epochs=g["epochs"], lr=g["lr"], lr_drop=g["lr_drop"],
+                                       pair_weight=pair, noise_dim=g["noise_dim"], batch_size=g["batch_size"],
+                                       seed=seed, device=ctx.device, progress=ctx.progress is not None,
+                                       fit_prior=False)
                 samples = generate(G.eval(), prior, g["samples"], noise_dim=g["noise_dim"], seed=seed)
                 st = mode_statistics(samples, modes, std)
                 stats.append({k: float(st[k]) for k in ("modes_captured", "high_quality_fraction", "reverse_kl")})

@@ -10,10 +10,10 @@
 """
 
 from .frechet import frechet_distance, frechet_from_stats
-from .gan import train_gan
+from .gan import train_gan, train_gan_with_lr_drop
 from .modes import MIXTURES, generate, mixture_spec, mode_statistics
 
 __all__ = [
     "MIXTURES", "frechet_distance", "frechet_from_stats", "generate", "mixture_spec", "mode_statistics",
-    "train_gan",
+    "train_gan", "train_gan_with_lr_drop",
 ]

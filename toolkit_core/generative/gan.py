@@ -100,6 +100,18 @@ def train_gan(
                           progress=progress, fit_prior=fit_prior)
 
 
+def train_gan_with_lr_drop(generator: nn.Module, discriminator: nn.Module, data, prior, *, epochs: int, lr: float,
+                           lr_drop: bool = True, seed: int = 0, fit_prior: bool = True, **kwargs) -> list[History]:
+    """:func:`train_gan` with the last quarter of the epochs at ``lr / 10`` (``lr_drop``; with fewer than 4
+    epochs, or ``lr_drop=False``, one call at ``lr``): two calls, so the second phase starts with fresh Adam
+    state and seed ``seed + 7919``; the prior is fitted (``fit_prior``) in the first only. The schedule
+    under which docs/results/priors.md (b1) measured the PacGAN targets. Returns each phase's history."""
+    phases = [(epochs - epochs // 4, lr), (epochs // 4, lr / 10)] if lr_drop and epochs >= 4 else [(epochs, lr)]
+    return [train_gan(generator, discriminator, data, prior, epochs=ep, lr=phase_lr, seed=seed + 7919 * i,
+                      fit_prior=fit_prior and i == 0, **kwargs)
+            for i, (ep, phase_lr) in enumerate(phases)]
+
+
 def _train_gan(generator, discriminator, x, prior, rt: Runtime, *, epochs, pair_weight, noise_dim, lr, betas,
                batch_size, resume, seed, progress, fit_prior) -> History:
     n = len(x)
