@@ -130,3 +130,18 @@ def test_composite_attacks_report_their_members(data):
     broken = res.components["aa"]
     assert torch.equal(res.robust["aa"], res.clean & ~broken["fgsm"] & ~broken["apgd"])
     assert res.passes["aa"]["backward"] > 0 and res.to_dict()["attacks"]["aa"]["components"]["apgd"] == comp["apgd"]
+
+
+def test_a_black_box_member_of_an_ensemble_beating_its_gradient_members_is_flagged(data):
+    model, x, y = data
+    rigged = MaskedOffData(model, x).eval()
+    members = [("apgd", {"steps": 10}), ("square", {"n_queries": 100})]
+    aa = tt.create("autoattack", eps=0.1, attacks=members, seed=0)
+    res = _run(rigged, x, y, {"aa": aa}, checks=False)
+    comp = res.component_accuracy("aa")
+    assert comp["square"] < comp["apgd"] - 0.002  # the condition, evaluated directly
+    assert any("black-box member square" in w and "inside aa" in w for w in res.warnings)
+    # the same ensemble on the honest model: APGD leaves Square nothing to break, no flag
+    honest = tt.evaluate_robustness(model, (x, y), attacks={"aa": aa}, checks=False)
+    comp = honest.component_accuracy("aa")
+    assert comp["square"] >= comp["apgd"] - 0.002 and honest.warnings == []

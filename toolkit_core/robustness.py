@@ -20,6 +20,9 @@ the table) flag
 * a model found in train mode, or a forward pass that is random (two forwards of the same batch
   differ): robust accuracy is then not well defined;
 * a black-box attack (``uses_gradients = False``) reaching lower accuracy than every gradient-based one;
+* inside an ensemble (a composite attack with ``members()``, e.g. AutoAttack), a black-box member that
+  lowers the accuracy left by the gradient-based members before it by more than ``SQUARE_ALPHA`` (0.2%
+  of the points): AutoAttack's own "Square Attack improves the robustness evaluation" flag;
 * a single-step attack (no ``steps``, or ``steps = 1``) stronger than an iterative one of the same norm
   and at least the same ``eps``, e.g. FGSM beating PGD;
 * with ``checks=True``, on up to ``check_points`` correctly classified points of the first batch, the
@@ -248,11 +251,40 @@ def _with_eps(attack: Attack, eps: float, reach: bool = False) -> Attack:
     return type(attack)(**params)
 
 
+#: AutoAttack's threshold for its black-box member lowering the accuracy the gradient-based ones left
+#: (Croce & Hein 2020, the reference implementation's check on Square Attack): 0.2 % of the points
+SQUARE_ALPHA = 0.002
+
+
+def _ensemble_warnings(res: RobustnessResult, resolved: Mapping[str, Attack]) -> list[str]:
+    """A black-box member of an ensemble breaking points the gradient-based members before it left robust."""
+    out: list[str] = []
+    for label, attack in resolved.items():
+        members = getattr(attack, "members", None)
+        if label not in res.components or not callable(members):
+            continue
+        kinds = {k: getattr(a, "uses_gradients", True) for k, a in members().items()}
+        before, white_seen = res.clean_accuracy, False
+        for sub, acc in res.component_accuracy(label).items():
+            if not kinds.get(sub, True) and white_seen and acc < before - SQUARE_ALPHA:
+                out.append(
+                    f"gradient masking? inside {label}, the black-box member {sub} lowers the accuracy the "
+                    f"gradient-based members left from {before:.4f} to {acc:.4f}: gradients may be obfuscated "
+                    "(AutoAttack's check, Croce & Hein 2020); run the black-box attack with more queries and "
+                    "restarts, or an adaptive attack."
+                )
+            white_seen = white_seen or kinds.get(sub, True)
+            before = acc
+    return out
+
+
 def _comparison_warnings(res: RobustnessResult, resolved: Mapping[str, Attack]) -> list[str]:
-    """Black box beating white box; single-step beating iterative (needs one point of margin)."""
+    """Black box beating white box, inside an ensemble too; single-step beating iterative (needs one point
+    of margin)."""
     out: list[str] = []
     if not res.n:
         return out
+    out += _ensemble_warnings(res, resolved)
     acc = res.accuracy
     tol = 0.5 / res.n
     white = {k: a for k, a in resolved.items() if a.uses_gradients}

@@ -172,8 +172,11 @@ class AutoAttack(Attack):
 
     @classmethod
     def experiment_members(cls, scale: Scale) -> tuple[str, ...]:
-        """Quick mode runs APGD-T, FAB-T and Square only inside the ensemble."""
-        return ("apgd_t", "fab", "square") if scale.quick else ()
+        """APGD-T, FAB-T and Square run only inside the ensemble, whose per-member results (cumulative
+        accuracy, passes) are in the report and whose black-box member is checked against the
+        gradient-based ones (:mod:`toolkit_core.robustness`); APGD-CE also runs on its own, the first
+        iterative attack of the gradient-masking checks beside PGD."""
+        return ("apgd_t", "fab", "square")
 
     def members(self) -> dict[str, Attack]:
         """The attacks of the ensemble, created from the catalog: ``{label: attack}`` in run order."""
