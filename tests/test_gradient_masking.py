@@ -141,6 +141,8 @@ def test_a_black_box_member_of_an_ensemble_beating_its_gradient_members_is_flagg
     comp = res.component_accuracy("aa")
     assert comp["square"] < comp["apgd"] - 0.002  # the condition, evaluated directly
     assert any("black-box member square" in w and "inside aa" in w for w in res.warnings)
+    assert res.to_dict()["attacks"]["aa"]["params"]["members"] == {
+        "apgd": {"name": "apgd", "black_box": False}, "square": {"name": "square", "black_box": True}}
     # the same ensemble on the honest model: APGD leaves Square nothing to break, no flag
     honest = tt.evaluate_robustness(model, (x, y), attacks={"aa": aa}, checks=False)
     comp = honest.component_accuracy("aa")

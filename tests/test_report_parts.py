@@ -31,6 +31,8 @@ def test_aggregate_means_stds_booleans_and_nan():
     assert res["a"]["ok"] is False and res["a"]["name"] == "m"
     assert math.isnan(res["a"]["bad"])
     assert spread(res, "a", "x") == (pytest.approx(statistics.stdev([1.0, 2.0, 4.5])), 3)
+    warned = aggregate([{"w": ["a", "b"]}, {"w": []}, {"w": ["c", "a"]}], [0, 1, 2])
+    assert warned["w"] == ["a", "b", "c"]  # a warning of any seed is kept, once
     one = aggregate(runs[:1], [0])
     assert one["a"]["x"] == 1.0 and spread(one, "a", "x") == (None, 1)
     from scipy.stats import t
@@ -61,11 +63,18 @@ def test_health_checks_flag_chance_gap_masking_and_nan():
     rob["table"]["ensemble"] = {"clean_accuracy": 0.9, "attacks": {  # an ensemble's worst case beats its members
         "autoattack": {"accuracy": 0.3, "params": {"eps": 0.1}, "components": {"apgd": 0.5}},
         "pgd": {"accuracy": 0.5, "params": pgd}}}
+    members = {"apgd-ce": {"name": "apgd", "black_box": False}, "square": {"name": "square", "black_box": True}}
+    for label, after in (("square_finds", 0.35), ("square_idle", 0.49)):  # 0.15 vs 0.01 below what APGD left
+        rob["table"][label] = {"clean_accuracy": 0.9, "attacks": {"autoattack": {
+            "accuracy": after, "params": {"params": {"eps": 0.1}, "members": members},
+            "components": {"apgd-ce": 0.5, "square": after}}}}
     masking = check_robustness(rob)
-    assert sorted(f.subject for f in masking) == ["flat", "masked", "nested", "queried"]  # square vs pgd, not L2
+    assert sorted(f.subject for f in masking) == ["flat", "masked", "nested", "queried",  # square vs pgd, not L2
+                                                  "square_finds"]
+    assert "from 0.500 to 0.350" in [f for f in masking if f.subject == "square_finds"][0].message
     nan = check_metrics({"table": {"m": {"plain": {"k": float("nan"), "k/part": float("nan"), "j": 1.0}}}})
     assert [(f.subject, f.message.split(": ")[1]) for f in nan] == [("m on plain", "k is NaN or infinite")]
-    assert len(check_all({"train": train, "robustness": rob})) == 6
+    assert len(check_all({"train": train, "robustness": rob})) == 7
 
 
 def _gan_row(modes, hq, kl, of, seeds=1, std=0.0):

@@ -185,7 +185,11 @@ def _attack_params(attack: Attack) -> dict[str, Any]:
     for p in attack.info.parameters:
         v = getattr(attack, p.name, p.default)
         params[p.name] = v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
-    return {"name": attack.name, "params": params, "repr": _label(attack)}
+    out: dict[str, Any] = {"name": attack.name, "params": params, "repr": _label(attack)}
+    members = getattr(attack, "members", None)
+    if callable(members):  # an ensemble: which member ran under which label, and which are black-box
+        out["members"] = {k: {"name": a.name, "black_box": not a.uses_gradients} for k, a in members().items()}
+    return out
 
 
 def _label(attack: Attack) -> str:

@@ -7,6 +7,8 @@ structure each time. :func:`aggregate` walks those structures in step:
   deviation ``s = sqrt(1/(n-1) sum_i (v_i - m)^2)`` (0 for one seed) and the per-seed values are kept
   under ``over_seeds`` at the same path (``over_seeds["std"]["models"]["plain"]["test_acc"]``);
 * a boolean becomes ``all(...)`` (a claim "on every seed" holds only when it held on each);
+* a list of strings (labels, warnings) becomes their union in first-seen order: a warning raised on
+  any seed is kept;
 * anything else (labels, figure names, error messages) is taken from the first seed.
 
 :func:`interval95` gives the half width of a 95% Student-t interval of a mean, ``t_{0.975, n-1} s / sqrt n``.
@@ -47,6 +49,8 @@ def _walk(runs: list[Any]) -> tuple[Any, Any, Any]:
         return mean, (std or None), (values or None)
     if isinstance(first, bool):
         return all(bool(r) for r in runs), None, None
+    if all(isinstance(r, list) and all(isinstance(v, str) for v in r) for r in runs):
+        return list(dict.fromkeys(v for r in runs for v in r)), None, None
     if all(_is_number(r) for r in runs):
         vals = [float(r) for r in runs]
         n = len(vals)

@@ -11,7 +11,10 @@ their section, and leaves flagged values out of axis scaling.
   Carlini et al. 2019, arXiv:1902.06705): a single-step or a black-box (query-based) attack that beats
   an iterative white-box attack of the same norm and the same or larger eps by more than
   ``MASKING_MARGIN``; an iterative attack that leaves accuracy within
-  ``MASKING_MARGIN`` of the clean accuracy of a model that is not at chance.
+  ``MASKING_MARGIN`` of the clean accuracy of a model that is not at chance; inside an ensemble
+  (AutoAttack), a black-box member lowering the accuracy left by the gradient-based members before it
+  by more than ``MASKING_MARGIN`` (the robustness section also lists evaluate_robustness's per-seed
+  warnings, at AutoAttack's own 0.2 % threshold).
 * **NaN metric**: a metric value that is NaN or infinite.
 """
 
@@ -74,6 +77,23 @@ def _attack_kind(params: dict[str, Any]) -> str:
     return "iterative" if "steps" in params else "single-step"
 
 
+def _ensemble_flags(label: str, a: str, ra: dict[str, Any], clean: Any) -> list[Flag]:
+    """A black-box member breaking points the gradient-based members before it left robust (cumulative
+    accuracies ``ra["components"]``, member kinds ``ra["params"]["members"]``)."""
+    members = (ra.get("params") or {}).get("members") or {}
+    before, white_seen, flags = clean, False, []
+    for sub, acc in (ra.get("components") or {}).items():
+        black = bool((members.get(sub) or {}).get("black_box", False))
+        if black and white_seen and finite_number(acc) and finite_number(before) and acc < before - MASKING_MARGIN:
+            flags.append(Flag("gradient masking", "robustness", label,
+                              f"{label}: inside {a}, the black-box member {sub} lowers the accuracy the "
+                              f"gradient-based members left from {before:.3f} to {acc:.3f}: a sign of masked "
+                              "gradients (AutoAttack's Square check, Croce & Hein 2020)"))
+        white_seen = white_seen or (sub in members and not black)
+        before = acc
+    return flags
+
+
 def check_robustness(robustness: dict[str, Any], collapsed: set[str] = frozenset()) -> list[Flag]:
     flags = []
     for label, row in robustness.get("table", {}).items():
@@ -81,8 +101,11 @@ def check_robustness(robustness: dict[str, Any], collapsed: set[str] = frozenset
         attacks = row.get("attacks", {})
         for a, ra in attacks.items():
             pa, acc_a = _params(ra), ra.get("accuracy")
-            if not finite_number(acc_a) or ra.get("components"):  # an ensemble keeps its members' worst case: lower
-                continue                                      # than each member by construction, not masking
+            if ra.get("components"):  # an ensemble keeps its members' worst case: lower than each member
+                flags += _ensemble_flags(label, a, ra, clean)  # by construction; its black-box member is checked
+                continue
+            if not finite_number(acc_a):
+                continue
             kind_a = _attack_kind(pa)
             if kind_a == "iterative" and label not in collapsed and finite_number(clean) and clean > 0.2 \
                     and clean - acc_a < MASKING_MARGIN:
