@@ -86,6 +86,9 @@ def test_check_method_dispatches_by_the_table(monkeypatch):
 def test_experiment_sections_are_the_table_sections():
     assert config.METHOD_SECTIONS == {k.section: k.name for k in kinds.KINDS if k.section}
     assert kinds.experiment_sections() == config.METHOD_SECTIONS
+    # every method section is run by a stage, and the report defines it there (no orphan, no typo)
+    assert set(config.STAGE_METHODS) == set(config.STAGES)
+    assert {sec for secs in config.STAGE_METHODS.values() for sec in secs} == set(config.METHOD_SECTIONS)
 
 
 def test_unknown_kind_names_the_valid_ones():

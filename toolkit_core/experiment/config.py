@@ -73,6 +73,11 @@ STAGES = ("train", "robustness", "attribution", "generative", "metrics", "genera
 #: What each stage needs from the others; asking for a stage pulls in what it needs (checked before any work).
 STAGE_NEEDS: dict[str, tuple[str, ...]] = {"robustness": ("train",), "attribution": ("train",),
                                            "metrics": ("train",), "detectors": ("train",), "patches": ("train",)}
+#: The method sections (:data:`METHOD_SECTIONS`) each stage runs; the report defines their methods in its section.
+STAGE_METHODS: dict[str, tuple[str, ...]] = {
+    "train": ("defenses",), "robustness": ("attacks", "certifiers"), "attribution": ("attribution",),
+    "generative": ("priors",), "metrics": ("metrics",), "generalization": ("metrics",), "datasets": ("datasets",),
+    "detectors": ("detectors",), "patches": ("patches",)}
 #: Stages cheap enough to repeat over seeds (``seeds``, default 3; quick 1); the others run on the first seed.
 SEEDED_STAGES = ("train", "robustness", "metrics")
 DEFAULT_SEEDS = (3, 1)  # (full, quick)

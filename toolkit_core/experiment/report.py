@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .aggregate import lookup
-from .config import STAGES
+from .config import STAGE_METHODS, STAGES
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#222;
@@ -293,7 +293,7 @@ def _definitions(stage: str, cfg: dict[str, Any]) -> str:
     every parameter it ran with (the config's, else the constructor's default)."""
     from ..catalog import get_info
 
-    specs = cfg.get("methods", {}).get(_STAGE_SECTIONS.get(stage, ""), [])
+    specs = [m for section in STAGE_METHODS.get(stage, ()) for m in cfg.get("methods", {}).get(section, [])]
     items = []
     for m in specs:
         try:
@@ -464,11 +464,6 @@ def _health_box(flags: list[dict[str, Any]]) -> str:
 
 
 #: which config section's methods a stage runs
-_STAGE_SECTIONS = {"train": "defenses", "robustness": "attacks", "attribution": "attribution",
-                   "generative": "priors", "metrics": "metrics", "generalization": "metrics",
-                   "datasets": "datasets", "detectors": "detectors", "patches": "patches"}
-
-
 def write_report(results, out: Path) -> Path:
     """Write ``out/index.html`` from a :class:`~toolkit_core.experiment.runner.Results`."""
     from .anchors import all_claims
@@ -500,7 +495,7 @@ def write_report(results, out: Path) -> Path:
     ran = list(d["stages"])
     methods = "; ".join(
         f"{sec}: {', '.join(m['label'] for m in cfg['methods'].get(sec, [])) or '-'}"
-        for sec in dict.fromkeys(_STAGE_SECTIONS[s] for s in ran if s in _STAGE_SECTIONS))
+        for sec in dict.fromkeys(sec for s in ran for sec in STAGE_METHODS.get(s, ())))
     if "train" in ran:
         methods = "models: plain" + (", " if cfg["methods"].get("defenses") else "") + \
             ", ".join(m["label"] for m in cfg["methods"].get("defenses", [])) + "; " + \
