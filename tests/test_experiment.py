@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -44,15 +45,31 @@ def _record_figure_text(savefig):
     return wrapped
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
+#: The report tests run on a fresh ``--quick`` run; with ``--run-slow`` also on a fresh full default run
+#: (the README's main job, through the CLI: 3 seeds, full budgets, about half an hour on 2 cores).
+REPORT_MODES = ["quick", pytest.param("full", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(scope="module", params=REPORT_MODES)
+def quick_run(request, tmp_path_factory):
     from matplotlib.figure import Figure
 
-    out = tmp_path_factory.mktemp("report")
+    FIGURE_TEXT.clear()
+    out = tmp_path_factory.mktemp(f"report-{request.param}")
     mp = pytest.MonkeyPatch()
     mp.setattr(Figure, "savefig", _record_figure_text(Figure.savefig))
     try:
-        results = Experiment.default(quick=True).run(out, progress=False)
+        if request.param == "quick":
+            results = Experiment.default(quick=True).run(out, progress=False)
+        else:
+            t0 = time.perf_counter()
+            res = CliRunner().invoke(cli, ["run", "--out", str(out)])
+            console = f"{res.output}\n[wall {time.perf_counter() - t0:.0f} s]\n"
+            out.with_name(out.name + "-console.txt").write_text(console)  # beside the report, for the record
+            assert res.exit_code == 0, res.output[-3000:]
+            assert res.output.count(str((out / "index.html").resolve())) == 1  # the report path, once
+            assert "resumed" not in res.output  # fresh: every stage computed
+            results = Experiment.default().run(out, progress=False)  # the same results, resumed
     finally:
         mp.undo()
     return out, results
@@ -132,7 +149,7 @@ def test_collapsed_model_is_flagged_and_left_out_of_the_metric_axes(quick_run):
 
 def test_rerun_resumes_finished_stages_with_the_same_numbers(quick_run):
     out, first = quick_run
-    again = Experiment.default(quick=True).run(out, progress=False)
+    again = Experiment.default(quick=first.config["quick"]).run(out, progress=False)
     assert set(again.resumed) == set(STAGES)  # train reuses its saved models; the others their results
     assert json.loads(again.to_json())["stages"] == json.loads(first.to_json())["stages"]
 
