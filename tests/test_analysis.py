@@ -350,6 +350,15 @@ def test_plots_write_pngs(tmp_path, digits_model):
     # the grid has 2 rows of methods and 4 columns (input, original, 2 steps): wider than tall
     grid = mpimg.imread(tmp_path / "grid.png")
     assert grid.shape[1] > grid.shape[0]
+    # per_row=2: the two methods side by side, one row of 2 x 4 panels, each method's input labelled
+    fig = plots.randomization_grid(r, x[:2], per_row=2)
+    axes = fig.axes
+    assert len(axes) == 8 and [a.get_title() for a in axes[::4]] == ["gradient", "input_x_gradient"]
+    assert len(plots.randomization_grid(r, x[:2], per_row=3).axes) == 8  # capped at the number of methods
+    odd = plots.randomization_grid(r, x[:2], methods=["gradient", "input_x_gradient", "gradient"], per_row=2)
+    assert len(odd.axes) == 16 and sum(a.axison for a in odd.axes) == 12  # the 4 unused panels are blank
+    with pytest.raises(ValueError, match="per_row"):
+        plots.randomization_grid(r, x[:2], per_row=0)
     h = plots.heatmap_array(torch.tensor([[-4.0, 2.0], [1.0, 0.0]]), percentile=100)
     np.testing.assert_allclose(h, [[-1.0, 0.5], [0.25, 0.0]])
     no_maps = cascading_randomization(model, x[:1], None, "gradient", max_blocks=1)

@@ -133,3 +133,29 @@ def test_wrapped_method_labels_keep_every_character_and_fit_the_width():
         assert all(len(line) <= 18 or ("(" not in line[:-1] and "=" not in line[:-1]) for line in lines)
     assert wrap_label("lrp(composite=epsilon_plus_flat)", 18) == "lrp(composite=\nepsilon_plus_flat)"
     assert wrap_label("gradient", 18) == "gradient"
+
+
+def test_heatmap_grids_wrap_into_blocks_that_fit_the_page_with_every_label(tmp_path, monkeypatch):
+    """15 methods: three blocks of at most 7 methods, the PNG no wider than the report (1100 px), so the
+    column titles are shown at their drawn size; every label appears once."""
+    import torch
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    from toolkit_core.experiment import figures
+
+    titles: list[str] = []
+    savefig = Figure.savefig
+
+    def record(fig, *a, **k):
+        titles.extend(ax.get_title() for ax in fig.axes if ax.get_title())
+        return savefig(fig, *a, **k)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    labels = [f"lrp(composite=epsilon_gamma_box_{i})" for i in range(15)]
+    maps = {lab: torch.randn(4, 1, 16, 16) for lab in labels}
+    figures.heatmap_grid(tmp_path / "g.png", torch.rand(4, 1, 16, 16), maps, "title")
+    width, height = Image.open(tmp_path / "g.png").size
+    assert width <= 1100 and height > width / 2
+    assert titles.count("input") == 3
+    assert sorted(t.replace("\n", "") for t in titles if t != "input") == sorted(labels)

@@ -91,18 +91,23 @@ def wrap_label(text: str, width: int = 16) -> str:
 
 def randomization_grid(
     result: Any, x: torch.Tensor, sample: int = 0, path: str | Path | None = None, cell: float = 1.4,
-    title: str | None = None, methods: Sequence[str] | None = None, dpi: int = 80,
+    title: str | None = None, methods: Sequence[str] | None = None, dpi: int = 80, per_row: int = 1,
 ) -> Any:
-    """Heatmap grid: rows = methods, columns = input, original model, then each randomization step.
+    """Heatmap grid: rows = methods, columns = input (titled with the method), original model, then each
+    randomization step.
 
     ``result`` must come from ``cascading_randomization(..., keep_maps=True)``; ``x`` is the batch it ran on.
     ``methods``: a subset of ``result.methods`` (rows, in this order); ``dpi`` of the saved PNG.
+    ``per_row``: methods placed side by side (the rows fill left to right, then top to bottom), so that
+    many methods make a wide figure instead of a tall narrow one.
     Under each randomized map: its SSIM and sign-flip SSIM to the original map.
     """
     if result.maps is None:
         raise ValueError("the result holds no maps; run cascading_randomization(..., keep_maps=True)")
     if not 0 <= sample < len(x):
         raise ValueError(f"sample must be in [0, {len(x) - 1}], got {sample}")
+    if not isinstance(per_row, int) or per_row < 1:
+        raise ValueError(f"per_row must be a positive integer, got {per_row!r}")
     plt = _plt()
     cols = ["input", "original"] + [("+" if result.order == "top_down" and i else "") + b
                                     for i, b in enumerate(result.blocks)]
@@ -110,29 +115,38 @@ def randomization_grid(
     unknown = [m for m in rows if m not in result.methods]
     if unknown:
         raise ValueError(f"methods {unknown} are not in the result; it has {result.methods}")
-    n_rows, n_cols = len(rows), len(cols)
+    per_row = min(per_row, max(len(rows), 1))
+    width = len(cols)
+    n_rows, n_cols = -(-len(rows) // per_row), width * per_row
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell * n_cols, cell * n_rows + 0.4), squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
     img = _image(x[sample])
-    for r, method in enumerate(rows):
+    for k, method in enumerate(rows):
+        r, c0 = divmod(k, per_row)
+        c0 *= width
         maps = result.maps[method]
-        for c in range(n_cols):
-            ax = axes[r][c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c == 0:
+        for c in range(width):
+            ax = axes[r][c0 + c]
+            if c == 0:  # the method's label over its row's input, horizontal and wrapped: readable, no overlap
                 ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
-                ax.set_ylabel(wrap_label(method, 18), fontsize=7)  # long variant labels: no overlap with the next row
+                ax.set_title(wrap_label(method, 16), fontsize=8, fontweight="bold")
             else:
                 ax.imshow(heatmap_array(maps[c - 1][sample]), cmap="bwr", vmin=-1, vmax=1)
                 if c >= 2:
                     v = result.scores[method]["ssim"][c - 2, sample]
                     f = result.scores[method]["ssim_flip"][c - 2, sample]
-                    ax.set_xlabel(f"SSIM {v:.2f} / flip {f:.2f}", fontsize=6)
-            if r == 0:
-                ax.set_title(cols[c], fontsize=7)
+                    ax.set_xlabel(f"SSIM {v:.2f} / flip {f:.2f}", fontsize=7)
+                if r == 0:
+                    ax.set_title(cols[c], fontsize=8)
+    for k in range(len(rows), n_rows * per_row):  # the last row's unused slots
+        r, c0 = divmod(k, per_row)
+        for c in range(width):
+            axes[r][c0 * width + c].axis("off")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.3 if title else 0) / fig.get_figheight()))
     return _finish(fig, path, dpi=dpi, compact=True)
 
 

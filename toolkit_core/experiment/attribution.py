@@ -106,7 +106,8 @@ def stage_attribution(ctx: RunContext) -> dict[str, Any]:
                 for label in r.methods}
         plots.similarity_curves(r, "ssim_flip", path=ctx.figure("randomization_ssim"),
                                 title=f"cascading randomization ({model_name}): sign-flip SSIM to the original")
-        plots.randomization_grid(r, x.cpu(), sample=0, path=ctx.figure("randomization_grid"))
+        plots.randomization_grid(r, x.cpu(), sample=0, path=ctx.figure("randomization_grid"), per_row=2,
+                                 cell=1.15)
         out["figures"] += ["randomization_ssim.png", "randomization_grid.png"]
     advance(len(good))
 

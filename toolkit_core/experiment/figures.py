@@ -143,27 +143,39 @@ def finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 
+#: heatmap grids put at most this many methods side by side, then start a new block of rows, so the
+#: figure stays within the report's width (1100 px) and its titles are drawn at their size, not shrunk
+HEATMAP_COLUMNS = 7
+
+
 def heatmap_grid(path, x: torch.Tensor, maps: dict[str, torch.Tensor], title: str) -> None:
+    """Input then one column per method, one row per sample; more than :data:`HEATMAP_COLUMNS` methods
+    wrap into further blocks of rows, each headed by its methods' labels (8.5 pt, about 11 px on the page)."""
     import textwrap
 
     import matplotlib.pyplot as plt
 
     from ..analysis.plots import heatmap_array
 
-    rows, cols = x.shape[0], len(maps) + 1
-    fig, axes = plt.subplots(rows, cols, figsize=(1.35 * cols, 1.35 * rows + 0.7), squeeze=False)
-    for i in range(rows):
-        img = x[i].detach().cpu().permute(1, 2, 0).numpy()
-        axes[i, 0].imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
-        for j, (label, m) in enumerate(maps.items(), start=1):
-            axes[i, j].imshow(heatmap_array(m[i]), cmap="bwr", vmin=-1, vmax=1)
-            if i == 0:
-                axes[i, j].set_title("\n".join(textwrap.wrap(label, 17)), fontsize=8)
-    axes[0, 0].set_title("input", fontsize=8)
+    items = list(maps.items())
+    blocks = [items[k:k + HEATMAP_COLUMNS] for k in range(0, len(items), HEATMAP_COLUMNS)] or [[]]
+    n, cols = x.shape[0], min(len(items), HEATMAP_COLUMNS) + 1
+    fig, axes = plt.subplots(n * len(blocks), cols, figsize=(1.45 * cols, (1.45 * n + 0.45) * len(blocks) + 0.5),
+                             squeeze=False)
+    for b, block in enumerate(blocks):
+        for i in range(n):
+            row = axes[b * n + i]
+            img = x[i].detach().cpu().permute(1, 2, 0).numpy()
+            row[0].imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
+            for j, (label, m) in enumerate(block, start=1):
+                row[j].imshow(heatmap_array(m[i]), cmap="bwr", vmin=-1, vmax=1)
+                if i == 0:
+                    row[j].set_title("\n".join(textwrap.wrap(label, 16)), fontsize=8.5)
+        axes[b * n, 0].set_title("input", fontsize=8.5)
     for ax in axes.flat:
         ax.axis("off")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))  # room for the suptitle above the titles
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
 
