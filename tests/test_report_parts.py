@@ -46,6 +46,10 @@ def test_health_checks_flag_chance_gap_masking_and_nan():
                         "overfit": {"train_acc": 1.0, "test_acc": 0.8}}}
     flags = check_training(train)
     assert {(f.check, f.subject) for f in flags} == {("at chance", "collapsed"), ("train/test gap", "overfit")}
+    same = {"train_acc": 0.93, "test_acc": 0.92, "final_loss": 0.88}
+    twins = {"models": {"pgd_at": dict(same), "accelat": dict(same), "alp": {**same, "final_loss": 0.8801},
+                        "itid": {**same, "final_loss": None}}}  # no loss: not comparable, never flagged
+    assert [(f.check, f.subject) for f in check_training(twins)] == [("identical models", "pgd_at = accelat")]
     fgsm, pgd = {"eps": 0.1}, {"eps": 0.1, "steps": 20}
     rob = {"table": {
         "plain": {"clean_accuracy": 0.95, "attacks": {"fgsm": {"accuracy": 0.2, "params": fgsm},

@@ -7,6 +7,9 @@ their section, and leaves flagged values out of axis scaling.
   rate of guessing) has learned (almost) nothing; its metrics and robustness numbers describe a
   collapsed model.
 * **train/test gap**: ``train_acc - test_acc > GAP_THRESHOLD``: the model overfits the training subset.
+* **identical models**: two models with exactly the same train accuracy, test accuracy and final loss:
+  one method changed nothing in this run (a schedule that never fired, a setting ignored), so its rows
+  repeat the other model's numbers.
 * **gradient masking** (the signs of Athalye, Carlini & Wagner 2018, arXiv:1802.00420, sec. 3.1, and
   Carlini et al. 2019, arXiv:1902.06705): a single-step or a black-box (query-based) attack that beats
   an iterative white-box attack of the same norm and the same or larger eps by more than
@@ -37,7 +40,7 @@ __all__ = ["Flag", "check_all", "collapsed_models"]
 class Flag:
     """One finding: which stage, which subject (a model, a metric on a model), what, how bad."""
 
-    check: str  # "at chance" | "train/test gap" | "gradient masking" | "NaN metric"
+    check: str  # "at chance" | "train/test gap" | "identical models" | "gradient masking" | "NaN metric"
     stage: str
     subject: str
     message: str
@@ -61,6 +64,24 @@ def check_training(train: dict[str, Any], num_classes: int = 10) -> list[Flag]:
             flags.append(Flag("train/test gap", "train", label,
                               f"{label}: train accuracy {tr:.3f} exceeds test accuracy {test:.3f} by "
                               f"{tr - test:.3f} (> {GAP_THRESHOLD})"))
+    return flags + _identical_models(train)
+
+
+def _identical_models(train: dict[str, Any]) -> list[Flag]:
+    """Models whose train accuracy, test accuracy and final loss are all equal (every value finite)."""
+    groups: dict[tuple, list[str]] = {}
+    for label, row in train.get("models", {}).items():
+        key = tuple(row.get(k) for k in ("train_acc", "test_acc", "final_loss"))
+        if all(finite_number(v) for v in key):
+            groups.setdefault(key, []).append(label)
+    flags = []
+    for (tr, test, loss), labels in groups.items():
+        if len(labels) > 1:
+            names = " and ".join(labels)
+            flags.append(Flag("identical models", "train", " = ".join(labels),
+                              f"{names} trained to identical numbers (train accuracy {tr:.4f}, test {test:.4f}, "
+                              f"final loss {loss:.4f}): one of them changed nothing in this run (a schedule that "
+                              "never fired, a setting without effect), so its rows repeat the other's model"))
     return flags
 
 

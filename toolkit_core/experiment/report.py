@@ -457,13 +457,12 @@ def _claims_table(claims: list[dict[str, Any]]) -> str:
 def _health_box(flags: list[dict[str, Any]]) -> str:
     if not flags:
         return ("<div class='ok'><b>Health checks:</b> no model at chance, no train/test gap above the threshold, "
-                "no gradient-masking sign, no NaN metric.</div>")
+                "no two models identical, no gradient-masking sign, no NaN metric.</div>")
     items = "".join(f"<li><a href='#{f['stage']}'>{html.escape(f['stage'])}</a> · <b>{html.escape(f['check'])}</b>: "
                     f"{html.escape(f['message'])}</li>" for f in flags)
     return f"<div class='flags'><b>Health checks ({len(flags)} flag(s))</b><ul>{items}</ul></div>"
 
 
-#: which config section's methods a stage runs
 def write_report(results, out: Path) -> Path:
     """Write ``out/index.html`` from a :class:`~toolkit_core.experiment.runner.Results`."""
     from .anchors import all_claims

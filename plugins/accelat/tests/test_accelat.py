@@ -167,6 +167,11 @@ def test_experiment_variants_leave_quick_runs_out():
     from toolkit_core.methods import Scale
 
     assert AccelAT.experiment_variants(Scale(quick=True)) == []
-    assert AccelAT.experiment_variants(Scale(quick=False)) == [{}]
+    assert AccelAT.experiment_variants(Scale(quick=False)) == [{"threshold": 0.08, "patience": 1}]
+    # why: PGD-AT's training PGD accuracy per epoch in a full default run (6 epochs, seed 0, measured):
+    # with the defaults the rule never fires (AccelAT = PGD-AT bit for bit); with the experiment's it does
+    climb = [0.1084, 0.3638, 0.5108, 0.5798, 0.6288, 0.66]
+    assert set(_by_hand(climb, 2e-3, 0.01, 0.5, 1e-5, patience=2)[0]) == {2e-3}
+    assert _by_hand(climb, 2e-3, 0.08, 0.5, 1e-5, patience=1)[0] == [2e-3] * 4 + [1e-3, 5e-4]
     # why: in 3 epochs the rule cannot drop the rate (patience 2 needs two stalled epochs after the first)
     assert _by_hand([0.5, 0.5, 0.5], 0.1, 0.01, 0.5, 1e-5, patience=2)[0] == [0.1, 0.1, 0.1]
