@@ -319,26 +319,10 @@ def _classifier(train: torch.Tensor, labels: torch.Tensor, epochs: int) -> nn.Mo
     return clf.eval()
 
 
-class _PairAtZeroNoise:
-    """The MMC prior with ``k`` noise dimensions folded in, so that the pairing term sees the noise at 0:
-    ``sample(n) = [mmc.sample(n), N(0, I_k)]``, ``codes = [mmc.codes, 0]`` (``train_gan`` with ``noise_dim=0``).
-    The pairing used before 2026-11-29; kept as a digits variant because it measures what sampling the
-    noise in the pairing term costs on real images."""
-
-    name = "mmc"
-
-    def __init__(self, mmc, k: int):
-        self.mmc, self.k = mmc, k
-        self.dim = mmc.dim + k
-        self.codes = torch.cat([torch.as_tensor(mmc.codes).float(), torch.zeros(len(mmc.codes), k)], 1)
-
-    def sample(self, n: int) -> torch.Tensor:
-        return torch.cat([torch.as_tensor(self.mmc.sample(n)).float(), torch.randn(n, self.k)], 1)
-
-
-#: digits methods: (prior, pair weight mu, noise dims given to ``train_gan``); ``"mmc"`` is fitted once
+#: digits methods: (prior, pair weight mu, noise dims, pair_noise given to ``train_gan``); ``"mmc"`` is fitted
+#: once. "MMCGAN-pair0" is MMCGAN with ``pair_noise="zero"`` (the pairing definition before 2026-11-29).
 DIGIT_METHODS = ("GAN", "MMCGAN", "MMCGAN-pair0")
-DIGIT_LABELS = {"MMCGAN-pair0": "MMCGAN, pairing at noise 0 (before 2026-11-29)"}
+DIGIT_LABELS = {"MMCGAN": "MMCGAN, pair_noise=sampled", "MMCGAN-pair0": "MMCGAN, pair_noise=zero"}
 
 
 def bench_digits(quick: bool, seeds: int | None = None, runs_file: str | None = None, seed_start: int = 0,
@@ -379,16 +363,16 @@ def bench_digits(quick: bool, seeds: int | None = None, runs_file: str | None = 
             torch.manual_seed(seed)
             t = time.perf_counter()
             if method == "GAN":
-                prior, pair, noise = tt.create("gaussian", dim=16, seed=seed), 0.0, 0
+                prior, pair, noise, pair_noise = tt.create("gaussian", dim=16, seed=seed), 0.0, 0, "sampled"
             elif method == "MMCGAN":
-                prior, pair, noise = mmc, 0.1, 12
+                prior, pair, noise, pair_noise = mmc, 0.1, 12, "sampled"
             elif method == "MMCGAN-pair0":
-                prior, pair, noise = _PairAtZeroNoise(mmc, 12), 0.1, 0
+                prior, pair, noise, pair_noise = mmc, 0.1, 12, "zero"
             else:
                 raise ValueError(f"unknown digits method {method!r}; choose from {', '.join(DIGIT_METHODS)}")
             G, D = ConvG(prior.dim + noise), ConvD()
             train_gan(G, D, x, prior, epochs=epochs, pair_weight=pair, noise_dim=noise, batch_size=64, lr=2e-4,
-                      seed=seed, progress=False)
+                      seed=seed, progress=False, pair_noise=pair_noise)
             G.eval()
             s = generate(G, prior, len(xt), noise_dim=noise, seed=1000 + seed)
             row = {"method": method, "seed": seed, "epochs": epochs, "fd": frechet_distance(xt, s, features=feats),
@@ -424,7 +408,7 @@ def bench_digits(quick: bool, seeds: int | None = None, runs_file: str | None = 
     import matplotlib.pyplot as plt
     from torchvision.utils import make_grid
 
-    panels = [("real", xt[:64])] + [(m, samples[m]) for m in DIGIT_METHODS if m in samples]
+    panels = [("real", xt[:64])] + [(DIGIT_LABELS.get(m, m), samples[m]) for m in DIGIT_METHODS if m in samples]
     fig, ax = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.3))
     for a, (title, imgs) in zip(ax, panels):
         a.imshow(make_grid(imgs, nrow=8, padding=1)[0].numpy(), cmap="gray")
@@ -566,8 +550,10 @@ def write_report(res: dict, quick: bool, cmd: str) -> None:
               f"(test accuracy {100 * D['classifier_test_acc']:.1f}%), generated vs real test images; "
               f"{D['epochs']} epochs, batch 64, {D.get('seeds', 1)} seed(s), the same seed for each GAN/MMCGAN "
               "pair. GAN: z ~ N(0, I_16); MMCGAN: 4-D MMC Laplacian codes of the "
-              "pixel-space path (raw, `embedding=\"none\"`) + 12 noise dims, mu = 0.1, noise sampled in the "
-              "pairing term.", "",
+              "pixel-space path (raw, `embedding=\"none\"`) + 12 noise dims, mu = 0.1; the noise in the pairing "
+              "term |G([c_i, n_i]) - x_i|^2 sampled, n_i ~ N(0, I) (`pair_noise=\"sampled\"`), or at 0 "
+              "(`pair_noise=\"zero\"`, the definition before 2026-11-29); the adversarial term samples it in both.",
+              "",
               "| model | Frechet distance (mean ± std over seeds) | per seed | train time per run (s) |",
               "|---|---|---|---|",
               f"| real train vs real test (floor) | {D['fd_real_train_vs_test']:.3f} | - | - |"]
@@ -578,7 +564,7 @@ def write_report(res: dict, quick: bool, cmd: str) -> None:
                          f"{', '.join(f'{v:.1f}' for v in r.get('per_seed', [r['fd']]))} | {r['time_s']:.0f} |")
         L += ["", f"MMCGAN below GAN on {D.get('mmcgan_below_gan_seeds', '?')} of "
               f"{D.get('mmcgan_paired_seeds', D.get('seeds', 1))} seeds"
-              + (f"; with pairing at noise 0 on {D['pair0_below_gan_seeds']} of {D['pair0_paired_seeds']}"
+              + (f"; with pair_noise=zero on {D['pair0_below_gan_seeds']} of {D['pair0_paired_seeds']}"
                  if "pair0_below_gan_seeds" in D else "") + ". " + D.get("note", ""),
               "", "![digits](../figures/priors_digits.png)", ""]
     (ROOT / "docs" / "results").mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import socket
@@ -241,3 +242,137 @@ def test_train_gan_two_gloo_ranks_agree_and_resume_bit_for_bit(tmp_path):
     ck = torch.load(tmp_path / "full" / CHECKPOINT_NAME, weights_only=True)
     assert ck["world_size"] == 2 and len(ck["rng"]) == 2
     assert not torch.equal(ck["rng"][0]["torch"], ck["rng"][1]["torch"])  # each rank draws its own latents
+
+
+# --------------------------------------------------------------------------- pair_noise: the noise in the pairing term
+
+
+def _weights(*nets):
+    return [t.clone() for net in nets for t in net.state_dict().values()]
+
+
+def test_pair_noise_sampled_is_the_default_bit_for_bit():
+    """``pair_noise="sampled"`` is the behaviour without the argument (also checked once against the code
+    before the option existed: identical weights for train_gan and train_gan_with_lr_drop)."""
+    x, _ = ring8(96, seed=0)
+    for fn, kw in ((train_gan, {}), (train_gan_with_lr_drop, {"lr": 1e-3})):
+        runs = []
+        for extra in ({}, {"pair_noise": "sampled"}):
+            torch.manual_seed(0)
+            G, D = MLP((3, 16, 2)), MLP((2, 16, 1))
+            h = fn(G, D, x, _mmc(), epochs=4, pair_weight=1.0, noise_dim=2, batch_size=32, seed=1, progress=False,
+                   **kw, **extra)
+            hs = h if isinstance(h, list) else [h]
+            losses = [(r["d_loss"], r["g_loss"], r["pair_loss"]) for hh in hs for r in hh.epochs]
+            runs.append((_weights(G, D), losses, [hh.meta["pair_noise"] for hh in hs]))
+        (w0, l0, m0), (w1, l1, m1) = runs
+        assert all(torch.equal(a, b) for a, b in zip(w0, w1)) and l0 == l1
+        assert set(m0) == set(m1) == {"sampled"}
+
+
+def test_pair_noise_zero_is_the_pairing_loss_at_noise_zero():
+    """One full batch: the recorded pair_loss is mean_i |G0([c_i, 0]) - x_i|^2 with the initial weights G0,
+    evaluated here directly; "sampled" records mean_i |G0([c_i, n_i]) - x_i|^2 at random n_i, which differs."""
+    x, _ = ring8(64, seed=2)
+    k = 3
+    torch.manual_seed(0)
+    G0 = MLP((1 + k, 16, 2))
+    pair = {}
+    final = {}
+    for mode in ("zero", "sampled"):
+        G, D = copy.deepcopy(G0), MLP((2, 16, 1))
+        prior = _mmc()
+        h = train_gan(G, D, x, prior, epochs=1, pair_weight=1.0, noise_dim=k, batch_size=len(x), seed=0,
+                      progress=False, pair_noise=mode)
+        assert h.meta["pair_noise"] == mode
+        pair[mode] = h.epochs[0]["pair_loss"]
+        final[mode] = _weights(G)
+    codes = torch.as_tensor(prior.codes).float()
+    with torch.no_grad():
+        direct = (G0(torch.cat([codes, torch.zeros(len(x), k)], 1)) - x).pow(2).sum(1).mean().item()
+    assert pair["zero"] == pytest.approx(direct, rel=1e-6)
+    assert abs(pair["sampled"] - direct) > 1e-3 * direct
+    assert not all(torch.equal(a, b) for a, b in zip(final["zero"], final["sampled"]))
+
+
+class _FoldedNoisePrior:
+    """The MMC prior with k noise dims folded in and code [c_i, 0] (the earlier benchmarks' wrapper)."""
+
+    name = "mmc"
+
+    def __init__(self, mmc, k):
+        self.mmc, self.k, self.dim = mmc, k, mmc.dim + k
+        self.codes = torch.cat([torch.as_tensor(mmc.codes).float(), torch.zeros(len(mmc.codes), k)], 1)
+
+    def sample(self, n):
+        return torch.cat([torch.as_tensor(self.mmc.sample(n)).float(), torch.randn(n, self.k)], 1)
+
+
+def test_pair_noise_zero_equals_the_folded_noise_prior_and_keeps_the_adversarial_noise():
+    """"zero" with k noise dims is bit for bit the earlier definition (noise folded into the prior, codes
+    [c_i, 0], noise_dim = 0): the adversarial term still samples the noise. Without pairing the option is moot."""
+    x, _ = ring8(96, seed=0)
+    k = 2
+    mmc = _mmc().fit(x)
+    runs = {}
+    for name, prior, noise, mode, mu in (("zero", mmc, k, "zero", 1.0), ("folded", _FoldedNoisePrior(mmc, k), 0,
+                                                                        "sampled", 1.0),
+                                         ("gan-zero", mmc, k, "zero", 0.0), ("gan-sampled", mmc, k, "sampled", 0.0)):
+        torch.manual_seed(0)
+        G, D = MLP((1 + k, 16, 2)), MLP((2, 16, 1))
+        train_gan(G, D, x, prior, epochs=3, pair_weight=mu, noise_dim=noise, batch_size=32, seed=4, progress=False,
+                  pair_noise=mode, fit_prior=False)
+        runs[name] = _weights(G, D)
+    assert all(torch.equal(a, b) for a, b in zip(runs["zero"], runs["folded"]))
+    assert all(torch.equal(a, b) for a, b in zip(runs["gan-zero"], runs["gan-sampled"]))
+    assert not all(torch.equal(a, b) for a, b in zip(runs["zero"], runs["gan-zero"]))
+
+
+def test_pair_noise_bad_value_names_the_choices_and_trains_nothing(tmp_path):
+    x, _ = ring8(64, seed=0)
+    G, D = _tiny()
+    before = _weights(G, D)
+    for fn, kw in ((train_gan, {}), (train_gan_with_lr_drop, {"lr": 1e-3})):
+        with pytest.raises(ValueError, match=r"pair_noise must be one of 'sampled', 'zero'.*got 'zeros'"):
+            fn(G, D, x, _mmc(), epochs=4, pair_weight=1.0, noise_dim=1, progress=False, pair_noise="zeros", **kw)
+    assert all(torch.equal(a, b) for a, b in zip(before, _weights(G, D)))
+    # a checkpoint remembers its pair_noise: resuming with the other one is refused
+    train_gan(G, D, x, _mmc(), epochs=1, pair_weight=1.0, noise_dim=1, batch_size=32, progress=False,
+              checkpoint_dir=tmp_path, pair_noise="zero")
+    with pytest.raises(ValueError, match="trained with pair_noise='zero', not 'sampled'"):
+        train_gan(G, D, x, _mmc(), epochs=2, pair_weight=1.0, noise_dim=1, batch_size=32, progress=False,
+                  checkpoint_dir=tmp_path, resume=True)
+
+
+def test_generative_pair_noise_setting_is_checked_with_its_line_and_reaches_train_gan(tmp_path, monkeypatch):
+    import toolkit_core.generative as gen
+    from toolkit_core.experiment import ConfigError, Experiment
+    from toolkit_core.experiment.config import SETTINGS
+
+    assert SETTINGS["generative"]["pair_noise"] == ("sampled", "sampled")  # full and quick default
+    bad = tmp_path / "bad.toml"
+    bad.write_text('stages = ["generative"]\n[generative]\nepochs = 2\npair_noise = "noise0"\n')
+    with pytest.raises(ConfigError) as err:
+        Experiment.from_toml(bad)
+    assert [line for line, _ in err.value.problems] == [4]
+    assert "generative.pair_noise: 'noise0' is not allowed; choose from 'sampled', 'zero'" in str(err.value)
+    good = tmp_path / "good.toml"
+    good.write_text('stages = ["generative"]\n[[priors]]\nname = "mmc"\ndim = 1\nkicks = 0\nembedding = "none"\n'
+                    '[generative]\nmixtures = ["ring"]\nepochs = 1\ntrain_points = 40\nbatch_size = 20\n'
+                    'samples = 40\nhidden = 8\npair_noise = "zero"\n')
+    exp = Experiment.from_toml(good)
+    assert exp.config.settings["generative"]["pair_noise"] == "zero"
+    default = tmp_path / "default.toml"
+    default.write_text('stages = ["generative"]\n[generative]\nepochs = 2\n')
+    for quick in (False, True):
+        assert Experiment.from_toml(default, quick=quick).config.settings["generative"]["pair_noise"] == "sampled"
+    seen = []
+    real = gen.train_gan_with_lr_drop
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("pair_noise"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gen, "train_gan_with_lr_drop", spy)
+    exp.run(tmp_path / "out", progress=False)
+    assert seen == ["zero"]

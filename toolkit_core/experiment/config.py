@@ -98,7 +98,9 @@ SETTINGS: dict[str, dict[str, tuple[Any, Any]]] = {
                    "samples": (2500, 2500), "seeds": (1, 1), "train_points": (2000, 2000), "batch_size": (100, 100),
                    "pair_weight": (1.0, 1.0), "noise_dim": (1, 1), "hidden": (128, 128), "lr": (0.001, 0.001),
                    # the last quarter of the epochs at lr / 10 (docs/results/priors.md, table b1)
-                   "lr_drop": (True, True)},
+                   "lr_drop": (True, True),
+                   # the noise in MMCGAN's pairing term: "sampled" n ~ N(0, I) or "zero" (images: priors.md, c)
+                   "pair_noise": ("sampled", "sampled")},
     # the Jiang et al. study of the metrics (stage generalization): its own MLPs on the 8x8 digits
     "generalization": {"factors": (["width", "depth", "lr", "weight_decay", "batch_size", "dropout", "train_size"],
                                    ["width", "lr", "train_size"]),
@@ -116,7 +118,8 @@ LIMITS: dict[str, dict[str, Any]] = {
     "analysis": {"photo_size": (32, 1024), "samples": (1, None)},
     "generative": {"mixtures": ("ring", "grid"), "epochs": (1, None), "samples": (1, None), "seeds": (1, None),
                    "train_points": (1, None), "batch_size": (1, None), "pair_weight": (0, None),
-                   "noise_dim": (0, None), "hidden": (1, None), "lr": (POSITIVE, None)},
+                   "noise_dim": (0, None), "hidden": (1, None), "lr": (POSITIVE, None),
+                   "pair_noise": ("sampled", "zero")},
     "generalization": {"factors": ("width", "depth", "lr", "weight_decay", "batch_size", "dropout", "train_size"),
                        "bases": (1, None), "target_ce": (POSITIVE, None), "max_steps": (1, None),
                        "samples": (10, None), "bootstrap": (10, None)},

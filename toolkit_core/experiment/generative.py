@@ -49,7 +49,8 @@ def stage_generative(ctx: RunContext) -> dict[str, Any]:
                 G = MLP((prior.dim + g["noise_dim"], h, h, 2))
                 D = MLP((2, h, h, 1))
                 train_gan_with_lr_drop(G, D, x, prior, epochs=g["epochs"], lr=g["lr"], lr_drop=g["lr_drop"],
-                                       pair_weight=pair, noise_dim=g["noise_dim"], batch_size=g["batch_size"],
+                                       pair_weight=pair, noise_dim=g["noise_dim"], pair_noise=g["pair_noise"],
+                                       batch_size=g["batch_size"],
                                        seed=seed, device=ctx.device, progress=ctx.progress is not None,
                                        fit_prior=False)
                 samples = generate(G.eval(), prior, g["samples"], noise_dim=g["noise_dim"], seed=seed)

@@ -211,7 +211,8 @@ def _intro(stage: str, res: dict[str, Any], cfg: dict[str, Any], d: dict[str, An
                 f"0.05) for {g['epochs']} epochs (batch {g['batch_size']}, Adam lr {g['lr']}"
                 f"{', the last quarter at lr / 10' if g.get('lr_drop') else ''}), once per prior: a prior "
                 f"without codes gives the plain GAN, the others are paired with their codes "
-                f"(weight {g['pair_weight']}). "
+                f"(weight {g['pair_weight']}, the noise dimensions "
+                f"{'at 0' if g.get('pair_noise') == 'zero' else 'sampled'} in the pairing term). "
                 f"{g['samples']} generated samples are scored as in PacGAN: a mode is captured when a sample lies "
                 f"within 3 std of it; the scatter shows the samples (blue) and the modes (red ×). "
                 f"{g['seeds']} seed(s) per run.")

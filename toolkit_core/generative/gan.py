@@ -6,8 +6,16 @@ One generator step on a batch of training points ``x_i`` (indices ``i``) minimiz
 
 (the non-saturating GAN loss of Goodfellow et al. 2014, arXiv:1406.2661, plus, when ``pair_weight = mu > 0``,
 the MMCGAN pairing term: every training point has its own code ``c_i = prior.codes[i]``, so no mode can
-be dropped; Zheng, Sang & Xu, MMCGAN). The pairing samples the noise dimensions too, ``n_i ~ N(0, I)``,
-so every noise value is tied to the data (pairing at ``n = 0`` only would leave the noise unconstrained).
+be dropped; Zheng, Sang & Xu, MMCGAN). The noise ``n_i`` in the pairing term is set by ``pair_noise``:
+
+    pair_noise = "sampled" (default):  n_i ~ N(0, I_k), drawn afresh at every step, so every noise value is
+                                       tied to the data (the definition since 2026-11-29);
+    pair_noise = "zero":               n_i = 0, so only G([c_i, 0]) is tied to x_i and the noise stays free
+                                       (the earlier definition).
+
+The adversarial term samples the noise in both cases. On the PacGAN toys the two are alike; on 16x16 digits
+"sampled" gives blurred samples and "zero" the lower Frechet distance (docs/results/priors.md, section c), so
+use "zero" for images. With ``noise_dim = 0`` or ``pair_weight = 0`` the choice changes nothing.
 The discriminator step minimizes
 ``softplus(-D(x)) + softplus(D(G(z)))``. ``prior = gaussian`` and ``pair_weight = 0`` is the plain GAN.
 
@@ -41,6 +49,8 @@ from ..training.runtime import Runtime
 from .points import training_points
 
 CHECKPOINT_NAME = "gan_last.pt"
+#: How the pairing term sets the noise dimensions: ``n_i ~ N(0, I)`` or ``n_i = 0`` (module docstring).
+PAIR_NOISE = ("sampled", "zero")
 FORMAT = 2  # 2: per-rank RNG states and the world size
 
 
@@ -74,15 +84,20 @@ def train_gan(
     progress: bool = True,
     device: str | torch.device | None = "cpu",
     fit_prior: bool = True,
+    pair_noise: str = "sampled",
 ) -> History:
     """Train ``generator`` against ``discriminator`` on ``data`` with latents from ``prior``.
 
     ``generator`` maps ``(B, prior.dim + noise_dim)`` latents to samples shaped like the data;
     ``discriminator`` maps samples to ``(B,)`` or ``(B, 1)`` logits. ``prior`` is fitted on the data
     (``prior.fit(x)``) unless it already holds one code per point or ``fit_prior=False``.
-    ``pair_weight`` is MMCGAN's ``mu`` (0: plain GAN). Adam(``lr``, ``betas``) for both networks.
+    ``pair_weight`` is MMCGAN's ``mu`` (0: plain GAN). ``pair_noise`` sets the noise in the pairing term,
+    ``mean_i |G([c_i, n_i]) - x_i|^2``: ``"sampled"`` draws ``n_i ~ N(0, I)`` at every step, ``"zero"`` uses
+    ``n_i = 0`` (the adversarial term samples the noise either way; images: ``"zero"``, see the module
+    docstring). Adam(``lr``, ``betas``) for both networks.
     Returns a :class:`~toolkit_core.training.History` with the per-epoch means of ``d_loss``,
-    ``g_loss`` (adversarial part), ``pair_loss`` and ``time_s``.
+    ``g_loss`` (adversarial part), ``pair_loss`` and ``time_s``; its meta records ``pair_weight``,
+    ``noise_dim``, ``pair_noise`` and the prior.
     """
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
@@ -90,6 +105,7 @@ def train_gan(
         raise ValueError(f"pair_weight must be >= 0, got {pair_weight}")
     if noise_dim < 0:
         raise ValueError(f"noise_dim must be >= 0, got {noise_dim}")
+    _check_pair_noise(pair_noise)
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs the checkpoint_dir of the run to continue")
     x = training_points(data, min_points=2, flatten=False)
@@ -97,23 +113,33 @@ def train_gan(
     with Runtime(device, path, FORMAT, "toolkit_core.train_gan") as rt:
         return _train_gan(generator, discriminator, x, prior, rt, epochs=epochs, pair_weight=pair_weight,
                           noise_dim=noise_dim, lr=lr, betas=betas, batch_size=batch_size, resume=resume, seed=seed,
-                          progress=progress, fit_prior=fit_prior)
+                          progress=progress, fit_prior=fit_prior, pair_noise=pair_noise)
+
+
+def _check_pair_noise(pair_noise: str) -> None:
+    if pair_noise not in PAIR_NOISE:
+        raise ValueError(f"pair_noise must be one of {', '.join(repr(c) for c in PAIR_NOISE)} (the noise in the "
+                         f"pairing term: drawn ~ N(0, I) or set to 0), got {pair_noise!r}")
 
 
 def train_gan_with_lr_drop(generator: nn.Module, discriminator: nn.Module, data, prior, *, epochs: int, lr: float,
-                           lr_drop: bool = True, seed: int = 0, fit_prior: bool = True, **kwargs) -> list[History]:
+                           lr_drop: bool = True, seed: int = 0, fit_prior: bool = True, pair_noise: str = "sampled",
+                           **kwargs) -> list[History]:
     """:func:`train_gan` with the last quarter of the epochs at ``lr / 10`` (``lr_drop``; with fewer than 4
     epochs, or ``lr_drop=False``, one call at ``lr``): two calls, so the second phase starts with fresh Adam
     state and seed ``seed + 7919``; the prior is fitted (``fit_prior``) in the first only. The schedule
-    under which docs/results/priors.md (b1) measured the PacGAN targets. Returns each phase's history."""
+    under which docs/results/priors.md (b1) measured the PacGAN targets. ``pair_noise`` (``"sampled"``:
+    ``n_i ~ N(0, I)``, ``"zero"``: ``n_i = 0`` in ``mu * mean_i |G([c_i, n_i]) - x_i|^2``) holds in both
+    phases; the other keyword arguments go to :func:`train_gan`. Returns each phase's history."""
+    _check_pair_noise(pair_noise)  # before the first phase trains
     phases = [(epochs - epochs // 4, lr), (epochs // 4, lr / 10)] if lr_drop and epochs >= 4 else [(epochs, lr)]
     return [train_gan(generator, discriminator, data, prior, epochs=ep, lr=phase_lr, seed=seed + 7919 * i,
-                      fit_prior=fit_prior and i == 0, **kwargs)
+                      fit_prior=fit_prior and i == 0, pair_noise=pair_noise, **kwargs)
             for i, (ep, phase_lr) in enumerate(phases)]
 
 
 def _train_gan(generator, discriminator, x, prior, rt: Runtime, *, epochs, pair_weight, noise_dim, lr, betas,
-               batch_size, resume, seed, progress, fit_prior) -> History:
+               batch_size, resume, seed, progress, fit_prior, pair_noise) -> History:
     n = len(x)
     ctx = rt.ctx
     dev = ctx.device
@@ -148,7 +174,8 @@ def _train_gan(generator, discriminator, x, prior, rt: Runtime, *, epochs, pair_
         sampler = None
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=loader_gen)
 
-    history = History(meta={"pair_weight": pair_weight, "noise_dim": noise_dim, "prior": getattr(prior, "name", "")})
+    history = History(meta={"pair_weight": pair_weight, "noise_dim": noise_dim, "pair_noise": pair_noise,
+                            "prior": getattr(prior, "name", "")})
     start = 0
     ckpt = rt.load() if resume else None
     if ckpt is not None:
@@ -159,6 +186,10 @@ def _train_gan(generator, discriminator, x, prior, rt: Runtime, *, epochs, pair_
         if ckpt.get("prior") and hasattr(prior, "load_state_dict"):
             prior.load_state_dict(ckpt["prior"])
         history = History.from_dict(ckpt["history"])
+        if history.meta.get("pair_noise", "sampled") != pair_noise:  # checkpoints before the option: sampled
+            raise ValueError(f"the checkpoint {rt.checkpoint} was trained with "
+                             f"pair_noise={history.meta.get('pair_noise', 'sampled')!r}, not {pair_noise!r}: "
+                             "resume with the same value or start a new run")
         restore_rng(ckpt["rng"][ctx.rank], loader_gen)
         start = int(ckpt["epoch"])
     codes_dev = None if getattr(prior, "codes", None) is None else torch.as_tensor(prior.codes).float().to(dev)
@@ -189,8 +220,9 @@ def _train_gan(generator, discriminator, x, prior, rt: Runtime, *, epochs, pair_
                 pair = torch.zeros((), device=dev)
                 if pair_weight > 0:
                     c = codes_dev[ib.to(dev)]
-                    if noise_dim:
-                        c = torch.cat([c, torch.randn(b, noise_dim).to(dev)], dim=1)
+                    if noise_dim:  # n_i ~ N(0, I) or n_i = 0 (pair_noise); the adversarial z above is sampled
+                        n_i = torch.randn(b, noise_dim) if pair_noise == "sampled" else torch.zeros(b, noise_dim)
+                        c = torch.cat([c, n_i.to(dev)], dim=1)
                     pair = (generator(c) - xb).flatten(1).pow(2).sum(1).mean()
                     loss = loss + pair_weight * pair
                 opt_g.zero_grad(set_to_none=True)
