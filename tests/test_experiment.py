@@ -67,6 +67,7 @@ def quick_run(request, tmp_path_factory):
             console = f"{res.output}\n[wall {time.perf_counter() - t0:.0f} s]\n"
             out.with_name(out.name + "-console.txt").write_text(console)  # beside the report, for the record
             assert res.exit_code == 0, res.output[-3000:]
+            shutil.copytree(out, out.with_name(out.name + "-fresh"))  # the fresh report, before any test resumes it
             assert res.output.count(str((out / "index.html").resolve())) == 1  # the report path, once
             assert "resumed" not in res.output  # fresh: every stage computed
             results = Experiment.default().run(out, progress=False)  # the same results, resumed
@@ -95,7 +96,9 @@ def test_quick_default_experiment_holds_every_stage_with_numbers(quick_run):
     assert [ranks[m] for m in ranked] == sorted(ranks[m] for m in ranked)
     metrics = data["stages"]["metrics"]["table"]
     skipped = data["stages"]["metrics"]["skipped"]
-    assert set(metrics) == set(toolkit_core.list_methods("metric")) - set(skipped)
+    name_of = {m["label"]: m["name"] for m in data["config"]["methods"]["metrics"]}  # full: feature_complexity(tol=0.1)
+    skipped = {name_of.get(s, s) for s in skipped}
+    assert {name_of[k] for k in metrics} == set(toolkit_core.list_methods("metric")) - skipped
     assert all(toolkit_core.get_info(n).cls.applies_to != "classifier" for n in skipped)
     generative = data["stages"]["generative"]
     assert generative["table"], "the generative stage produced no rows"
@@ -127,8 +130,9 @@ def test_report_explains_every_section_and_defines_every_metric_key(quick_run):
         assert 2 <= intro.count(". ") + 1 <= 6 and len(intro) > 150, (stage, intro)
     assert "eps 0.1 (pixels in [0, 1])" in page  # the threat model is stated
     glossary = page.split("<section id=\"glossary\">", 1)[1]
+    name_of = {m["label"]: m["name"] for m in results.config["methods"]["metrics"]}
     for name, per_model in results["metrics"]["table"].items():
-        cls = toolkit_core.get_info(name).cls
+        cls = toolkit_core.get_info(name_of[name]).cls
         for key in {k.split("/", 1)[0] for vals in per_model.values() for k in vals}:
             definition = cls.definitions[key]
             assert f"<dt>{name}: {key}</dt><dd>{definition}</dd>" in glossary.replace("&#x27;", "'")

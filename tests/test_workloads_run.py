@@ -270,3 +270,27 @@ def test_bf16_run_attributes_in_float32_and_attacks_close_to_fp32(workload, monk
         assert abs(ra[label]["clean_accuracy"] - rb[label]["clean_accuracy"]) <= 0.1  # 20 images: 2 may flip
         for k in ra[label]["attacks"]:
             assert abs(ra[label]["attacks"][k]["accuracy"] - rb[label]["attacks"][k]["accuracy"]) <= 0.1
+
+
+def test_a_users_model_keeps_torchs_thread_count_the_digits_run_one_thread(workload):
+    """The tiny-model stages run single-threaded on the embedded digits; on the user's own model and data
+    they keep the thread count the user set (a ResNet on a many-core CPU needs its threads)."""
+    from toolkit_core.experiment import Experiment
+    from toolkit_core.experiment.runner import run_stages
+    from toolkit_core.threads import torch_threads
+
+    seen: dict[str, int] = {}
+
+    def record(name):
+        def fn(ctx):
+            seen[name] = torch.get_num_threads()
+            return {}
+        return fn
+
+    user = Experiment.from_toml(_config(workload, '["robustness"]')).config
+    digits = Experiment.from_dict({"stages": ["generative"]}, quick=True).config
+    with torch_threads(2):
+        run_stages(user, workload / "u", {"robustness": record("user")}, show_progress=False)
+        run_stages(digits, workload / "d", {"generative": record("digits")}, show_progress=False)
+        assert torch.get_num_threads() == 2  # restored
+    assert seen == {"user": 2, "digits": 1}

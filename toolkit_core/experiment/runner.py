@@ -34,8 +34,12 @@ import torch
 from ..threads import torch_threads
 from .config import ExperimentConfig
 
-#: Stages whose models are tiny: one thread is as fast on an idle machine and far faster on a busy one.
-SINGLE_THREADED = frozenset({"train", "robustness", "generative", "metrics", "generalization"})
+#: Stages whose models are tiny on the embedded digits: one thread is as fast on an idle machine and far
+#: faster on a busy one (a full run's datasets stage: 4 s on a quiet machine, 145 s with torch's two threads
+#: while another job ran). A run
+#: on the user's own model and data ([model]/[data]) keeps torch's thread count.
+SINGLE_THREADED = frozenset({"train", "robustness", "generative", "metrics", "generalization", "datasets", "detectors",
+                             "patches"})
 
 
 def seed_everything(seed: int) -> None:
@@ -337,7 +341,7 @@ def _run_one(ctx: RunContext, stage: str, fn: Callable[[RunContext], dict], cons
     seed_everything(config.seed)
     t0 = time.perf_counter()
     try:
-        with torch_threads(1 if stage in SINGLE_THREADED else None):
+        with torch_threads(1 if stage in SINGLE_THREADED and config.workload is None else None):
             res = fn(ctx)
     except Exception as exc:
         what = f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__} (no message)"
