@@ -33,6 +33,10 @@ def test_aggregate_means_stds_booleans_and_nan():
     assert spread(res, "a", "x") == (pytest.approx(statistics.stdev([1.0, 2.0, 4.5])), 3)
     warned = aggregate([{"w": ["a", "b"]}, {"w": []}, {"w": ["c", "a"]}], [0, 1, 2])
     assert warned["w"] == ["a", "b", "c"]  # a warning of any seed is kept, once
+    by_model = aggregate([{"w": {"pgd_at": ["x"]}, "n": 1.0}, {"w": {}, "n": 2.0},
+                          {"w": {"accelat": ["y"], "pgd_at": ["z"]}, "n": 3.0, "late": "k"}], [0, 1, 2])
+    assert by_model["w"] == {"pgd_at": ["x", "z"], "accelat": ["y"]}  # keys the first seed lacks are kept
+    assert by_model["late"] == "k" and by_model["n"] == 2.0
     one = aggregate(runs[:1], [0])
     assert one["a"]["x"] == 1.0 and spread(one, "a", "x") == (None, 1)
     from scipy.stats import t

@@ -9,6 +9,9 @@ structure each time. :func:`aggregate` walks those structures in step:
 * a boolean becomes ``all(...)`` (a claim "on every seed" holds only when it held on each);
 * a list of strings (labels, warnings) becomes their union in first-seen order: a warning raised on
   any seed is kept;
+* a key that only some seeds have (``{"warnings": {model: [...]}}`` when seed 2 warned on a model the
+  first seed did not) is kept: lists of strings from the seeds that have it are joined as above, any
+  other value is taken from the first seed that has it;
 * anything else (labels, figure names, error messages) is taken from the first seed.
 
 :func:`interval95` gives the half width of a 95% Student-t interval of a mean, ``t_{0.975, n-1} s / sqrt n``.
@@ -36,13 +39,16 @@ def _walk(runs: list[Any]) -> tuple[Any, Any, Any]:
     first = runs[0]
     if isinstance(first, dict):
         mean, std, values = {}, {}, {}
-        for key, v in first.items():
+        keys = dict.fromkeys(k for r in runs if isinstance(r, dict) for k in r)
+        for key in keys:
             if key == "over_seeds":
                 continue
             if all(isinstance(r, dict) and key in r for r in runs):
                 m, s, vals = _walk([r[key] for r in runs])
-            else:
-                m, s, vals = v, None, None
+            else:  # only some seeds have it: never dropped
+                have = [r[key] for r in runs if isinstance(r, dict) and key in r]
+                lists = all(isinstance(h, list) and all(isinstance(x, str) for x in h) for h in have)
+                m, s, vals = (list(dict.fromkeys(x for h in have for x in h)) if lists else have[0]), None, None
             mean[key] = m
             if s is not None:
                 std[key], values[key] = s, vals
