@@ -37,6 +37,8 @@ def test_aggregate_means_stds_booleans_and_nan():
                           {"w": {"accelat": ["y"], "pgd_at": ["z"]}, "n": 3.0, "late": "k"}], [0, 1, 2])
     assert by_model["w"] == {"pgd_at": ["x", "z"], "accelat": ["y"]}  # keys the first seed lacks are kept
     assert by_model["late"] == "k" and by_model["n"] == 2.0
+    partial = aggregate([{"w": {"pgd_at": ["x"]}}, {}, {"w": {"accelat": ["y"]}}], [0, 1, 2])  # seed 1: no key
+    assert partial["w"] == {"pgd_at": ["x"], "accelat": ["y"]}
     one = aggregate(runs[:1], [0])
     assert one["a"]["x"] == 1.0 and spread(one, "a", "x") == (None, 1)
     from scipy.stats import t

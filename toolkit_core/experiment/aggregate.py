@@ -10,8 +10,9 @@ structure each time. :func:`aggregate` walks those structures in step:
 * a list of strings (labels, warnings) becomes their union in first-seen order: a warning raised on
   any seed is kept;
 * a key that only some seeds have (``{"warnings": {model: [...]}}`` when seed 2 warned on a model the
-  first seed did not) is kept: lists of strings from the seeds that have it are joined as above, any
-  other value is taken from the first seed that has it;
+  first seed did not) is kept: lists of strings from the seeds that have it are joined as above, dicts
+  are joined key by key the same way (a number in them: the mean over the seeds that have it, with no
+  spread), any other value is taken from the first seed that has it;
 * anything else (labels, figure names, error messages) is taken from the first seed.
 
 :func:`interval95` gives the half width of a 95% Student-t interval of a mean, ``t_{0.975, n-1} s / sqrt n``.
@@ -48,7 +49,13 @@ def _walk(runs: list[Any]) -> tuple[Any, Any, Any]:
             else:  # only some seeds have it: never dropped
                 have = [r[key] for r in runs if isinstance(r, dict) and key in r]
                 lists = all(isinstance(h, list) and all(isinstance(x, str) for x in h) for h in have)
-                m, s, vals = (list(dict.fromkeys(x for h in have for x in h)) if lists else have[0]), None, None
+                if lists:
+                    m = list(dict.fromkeys(x for h in have for x in h))
+                elif all(isinstance(h, dict) for h in have):  # e.g. {model: [warnings]}: joined key by key
+                    m = _walk(have)[0]
+                else:
+                    m = have[0]
+                s = vals = None
             mean[key] = m
             if s is not None:
                 std[key], values[key] = s, vals
