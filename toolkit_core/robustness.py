@@ -260,25 +260,40 @@ def _with_eps(attack: Attack, eps: float, reach: bool = False) -> Attack:
 SQUARE_ALPHA = 0.002
 
 
-def _ensemble_warnings(res: RobustnessResult, resolved: Mapping[str, Attack]) -> list[str]:
+def black_box_gains(components: Mapping[str, Any], members: Mapping[str, Mapping[str, Any]], start: Any,
+                    margin: float) -> list[tuple[str, float, float]]:
+    """``(member, accuracy before it, accuracy after it)`` for each black-box member of an ensemble that
+    lowers the accuracy the gradient-based members before it left by more than ``margin``.
+
+    ``components``: the accuracy after each member, cumulative, in run order (``component_accuracy``);
+    ``members``: ``{label: {"black_box": bool}}`` as recorded in the result's ``params[...]["members"]``;
+    ``start``: the clean accuracy. Non-numbers and NaN never count. Used per seed here (``SQUARE_ALPHA``)
+    and on the means over seeds by the experiment's health checks (their masking margin)."""
+    out: list[tuple[str, float, float]] = []
+    before, white_seen = start, False
+    for sub, acc in components.items():
+        black = bool((members.get(sub) or {}).get("black_box", False))
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (acc, before))
+        if black and white_seen and numbers and acc < before - margin:
+            out.append((sub, float(before), float(acc)))
+        white_seen = white_seen or (sub in members and not black)
+        before = acc
+    return out
+
+
+def _ensemble_warnings(res: RobustnessResult) -> list[str]:
     """A black-box member of an ensemble breaking points the gradient-based members before it left robust."""
     out: list[str] = []
-    for label, attack in resolved.items():
-        members = getattr(attack, "members", None)
-        if label not in res.components or not callable(members):
-            continue
-        kinds = {k: getattr(a, "uses_gradients", True) for k, a in members().items()}
-        before, white_seen = res.clean_accuracy, False
-        for sub, acc in res.component_accuracy(label).items():
-            if not kinds.get(sub, True) and white_seen and acc < before - SQUARE_ALPHA:
-                out.append(
-                    f"gradient masking? inside {label}, the black-box member {sub} lowers the accuracy the "
-                    f"gradient-based members left from {before:.4f} to {acc:.4f}: gradients may be obfuscated "
-                    "(AutoAttack's check, Croce & Hein 2020); run the black-box attack with more queries and "
-                    "restarts, or an adaptive attack."
-                )
-            white_seen = white_seen or kinds.get(sub, True)
-            before = acc
+    for label in res.components:
+        members = res.params.get(label, {}).get("members") or {}
+        for sub, before, acc in black_box_gains(res.component_accuracy(label), members, res.clean_accuracy,
+                                                SQUARE_ALPHA):
+            out.append(
+                f"gradient masking? inside {label}, the black-box member {sub} lowers the accuracy the "
+                f"gradient-based members left from {before:.4f} to {acc:.4f}: gradients may be obfuscated "
+                "(AutoAttack's check, Croce & Hein 2020); run the black-box attack with more queries and "
+                "restarts, or an adaptive attack."
+            )
     return out
 
 
@@ -288,7 +303,7 @@ def _comparison_warnings(res: RobustnessResult, resolved: Mapping[str, Attack]) 
     out: list[str] = []
     if not res.n:
         return out
-    out += _ensemble_warnings(res, resolved)
+    out += _ensemble_warnings(res)
     acc = res.accuracy
     tol = 0.5 / res.n
     white = {k: a for k, a in resolved.items() if a.uses_gradients}

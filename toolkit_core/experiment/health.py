@@ -101,18 +101,14 @@ def _attack_kind(params: dict[str, Any]) -> str:
 def _ensemble_flags(label: str, a: str, ra: dict[str, Any], clean: Any) -> list[Flag]:
     """A black-box member breaking points the gradient-based members before it left robust (cumulative
     accuracies ``ra["components"]``, member kinds ``ra["params"]["members"]``)."""
+    from ..robustness import black_box_gains
+
     members = (ra.get("params") or {}).get("members") or {}
-    before, white_seen, flags = clean, False, []
-    for sub, acc in (ra.get("components") or {}).items():
-        black = bool((members.get(sub) or {}).get("black_box", False))
-        if black and white_seen and finite_number(acc) and finite_number(before) and acc < before - MASKING_MARGIN:
-            flags.append(Flag("gradient masking", "robustness", label,
-                              f"{label}: inside {a}, the black-box member {sub} lowers the accuracy the "
-                              f"gradient-based members left from {before:.3f} to {acc:.3f}: a sign of masked "
-                              "gradients (AutoAttack's Square check, Croce & Hein 2020)"))
-        white_seen = white_seen or (sub in members and not black)
-        before = acc
-    return flags
+    return [Flag("gradient masking", "robustness", label,
+                 f"{label}: inside {a}, the black-box member {sub} lowers the accuracy the gradient-based "
+                 f"members left from {before:.3f} to {acc:.3f}: a sign of masked gradients (AutoAttack's "
+                 "Square check, Croce & Hein 2020)")
+            for sub, before, acc in black_box_gains(ra.get("components") or {}, members, clean, MASKING_MARGIN)]
 
 
 def check_robustness(robustness: dict[str, Any], collapsed: set[str] = frozenset()) -> list[Flag]:
