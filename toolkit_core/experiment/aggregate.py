@@ -35,6 +35,11 @@ def finite_number(v: Any) -> bool:
     return _is_number(v) and math.isfinite(v)
 
 
+def _strings(v: Any) -> bool:
+    """A list of strings (labels, warnings): joined over seeds."""
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
 def _walk(runs: list[Any]) -> tuple[Any, Any, Any]:
     """(mean tree, std tree, values tree) of structurally parallel results."""
     first = runs[0]
@@ -46,23 +51,17 @@ def _walk(runs: list[Any]) -> tuple[Any, Any, Any]:
                 continue
             if all(isinstance(r, dict) and key in r for r in runs):
                 m, s, vals = _walk([r[key] for r in runs])
-            else:  # only some seeds have it: never dropped
+            else:  # only some seeds have it: never dropped; string lists and dicts ({model: [warnings]}) joined
                 have = [r[key] for r in runs if isinstance(r, dict) and key in r]
-                lists = all(isinstance(h, list) and all(isinstance(x, str) for x in h) for h in have)
-                if lists:
-                    m = list(dict.fromkeys(x for h in have for x in h))
-                elif all(isinstance(h, dict) for h in have):  # e.g. {model: [warnings]}: joined key by key
-                    m = _walk(have)[0]
-                else:
-                    m = have[0]
-                s = vals = None
+                joinable = all(isinstance(h, dict) for h in have) or all(_strings(h) for h in have)
+                m, s, vals = (_walk(have)[0] if joinable else have[0]), None, None
             mean[key] = m
             if s is not None:
                 std[key], values[key] = s, vals
         return mean, (std or None), (values or None)
     if isinstance(first, bool):
         return all(bool(r) for r in runs), None, None
-    if all(isinstance(r, list) and all(isinstance(v, str) for v in r) for r in runs):
+    if all(_strings(r) for r in runs):
         return list(dict.fromkeys(v for r in runs for v in r)), None, None
     if all(_is_number(r) for r in runs):
         vals = [float(r) for r in runs]

@@ -36,8 +36,7 @@ from .config import ExperimentConfig
 
 #: Stages whose models are tiny on the embedded digits: one thread is as fast on an idle machine and far
 #: faster on a busy one (a full run's datasets stage: 4 s on a quiet machine, 145 s with torch's two threads
-#: while another job ran). A run
-#: on the user's own model and data ([model]/[data]) keeps torch's thread count.
+#: while another job ran). A run on the user's own model and data ([model]/[data]) keeps torch's thread count.
 SINGLE_THREADED = frozenset({"train", "robustness", "generative", "metrics", "generalization", "datasets", "detectors",
                              "patches"})
 
