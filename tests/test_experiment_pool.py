@@ -27,6 +27,17 @@ def _models() -> dict[str, torch.nn.Module]:
     return out
 
 
+def _run_on_models(tmp_path, cfg: dict, stage) -> tuple[RunContext, dict]:
+    """``stage`` on a quick context with two fresh models; the models come back unchanged."""
+    ctx = _ctx(tmp_path, cfg)
+    ctx.models = _models()
+    snaps = {k: ModelSnapshot.take(m) for k, m in ctx.models.items()}
+    res = stage(ctx)
+    for k, m in ctx.models.items():
+        snaps[k].assert_unchanged(m)
+    return ctx, res
+
+
 def test_default_config_lists_every_installed_method_of_the_new_sections():
     cfg = build_config({}, quick=True)
     assert {s.name for s in cfg.methods["detectors"]} == set(tt.list_methods("detector"))
@@ -41,10 +52,7 @@ def test_detectors_stage_reports_the_auroc_computed_directly(tmp_path):
     from toolkit_core.experiment.common import datasets
     from toolkit_core.experiment.detectors import _test_tensors, abnormal_inputs, stage_detectors
 
-    ctx = _ctx(tmp_path, {"detectors": [{"name": "mahalanobis"}]})
-    ctx.models = _models()
-    snaps = {k: ModelSnapshot.take(m) for k, m in ctx.models.items()}
-    res = stage_detectors(ctx)
+    ctx, res = _run_on_models(tmp_path, {"detectors": [{"name": "mahalanobis"}]}, stage_detectors)
     model = ctx.models["plain"]
     train, test = datasets(ctx)
     x, y = _test_tensors(test, 200)
@@ -58,8 +66,6 @@ def test_detectors_stage_reports_the_auroc_computed_directly(tmp_path):
         assert res["table"]["mahalanobis"][name] == pytest.approx(direct)
     assert all(0.0 <= v <= 1.0 for v in res["table"]["mahalanobis"].values())
     assert (tmp_path / "detectors.png").exists()
-    for k, m in ctx.models.items():
-        snaps[k].assert_unchanged(m)
 
 
 @pytest.mark.skipif("rws" not in tt.list_methods("patch"), reason="needs the rws plugin")
@@ -68,10 +74,7 @@ def test_patches_stage_reports_the_patched_copies_accuracy(tmp_path):
     from toolkit_core.experiment.detectors import _test_tensors
     from toolkit_core.experiment.patches import stage_patches
 
-    ctx = _ctx(tmp_path, {"patches": [{"name": "rws"}]})
-    ctx.models = _models()
-    snaps = {k: ModelSnapshot.take(m) for k, m in ctx.models.items()}
-    res = stage_patches(ctx)
+    ctx, res = _run_on_models(tmp_path, {"patches": [{"name": "rws"}]}, stage_patches)
     rows = res["table"]["rws"]["defended"]
     cls = tt.get_info("rws").cls
     from toolkit_core.experiment.config import scale_of
@@ -87,8 +90,6 @@ def test_patches_stage_reports_the_patched_copies_accuracy(tmp_path):
     with torch.no_grad():  # coefficient 0 is the plain model itself
         assert rows[0]["clean_acc"] == float((ctx.models["plain"](x).argmax(1) == y).float().mean())
     assert res["attack"] == training_attack_spec(ctx.config.settings, True).label
-    for k, m in ctx.models.items():
-        snaps[k].assert_unchanged(m)
     ctx.models = {"plain": _models()["plain"]}  # nothing defended: the stage says so and runs nothing
     assert stage_patches(ctx)["skipped"] == {"rws": "no defended model in this run"}
 
