@@ -58,6 +58,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from ..errors import TorchtrustError
+from ..generative.gan import PAIR_NOISE
 from ..kinds import experiment_sections
 from ..methods import Scale
 from ..precision import check_precision
@@ -119,7 +120,7 @@ LIMITS: dict[str, dict[str, Any]] = {
     "generative": {"mixtures": ("ring", "grid"), "epochs": (1, None), "samples": (1, None), "seeds": (1, None),
                    "train_points": (1, None), "batch_size": (1, None), "pair_weight": (0, None),
                    "noise_dim": (0, None), "hidden": (1, None), "lr": (POSITIVE, None),
-                   "pair_noise": ("sampled", "zero")},
+                   "pair_noise": PAIR_NOISE},
     "generalization": {"factors": ("width", "depth", "lr", "weight_decay", "batch_size", "dropout", "train_size"),
                        "bases": (1, None), "target_ce": (POSITIVE, None), "max_steps": (1, None),
                        "samples": (10, None), "bootstrap": (10, None)},
